@@ -1,0 +1,44 @@
+"""The Python API: `facemend.restore(image, model=..., **knobs)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+
+from facemend.data.io import photo_from_array, photo_to_array, photo_to_pil, read_image
+from facemend.methods.base import Restorer
+from facemend.methods.registry import DEFAULT_MODEL, resolve_model
+from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+
+ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
+
+
+def restore(
+    image: ImageLike | str | Path,
+    model: str | Restorer = DEFAULT_MODEL,
+    *,
+    aligned: bool = False,
+    detector: str = "hog",
+    only_center_face: bool = False,
+    min_face_size: int = 32,
+    upscale: int = 1,
+    **knobs: float | int,
+) -> ImageLike | Image.Image:
+    """Restore the faces in `image` and return the restored photo.
+
+    `image` is an ndarray (H×W grey, H×W×3 RGB or H×W×4 RGBA; uint8, uint16 or float in [0, 1]), a PIL image,
+    or a path; the result has the same type and layout (a PIL image for a path). `model` is a spec such as
+    `"classical:fidelity=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `fidelity=0.7`).
+    A photo without a face comes back unchanged.
+    """
+    restorer, resolved = resolve_model(model, **knobs)
+    options = FaceOptions(detector, only_center_face, min_face_size, aligned, upscale)
+    pipeline = PhotoPipeline(restorer, resolved, options)
+    photo = read_image(image) if isinstance(image, str | Path) else photo_from_array(image)
+    restored, _ = pipeline(photo)
+    if isinstance(image, np.ndarray):
+        return photo_to_array(restored, like=image)
+    return photo_to_pil(restored)

@@ -1,0 +1,156 @@
+"""The `facemend` command. Parses arguments and calls pipelines; holds no model logic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from facemend.errors import FacemendError
+
+KNOB_FLAGS = {
+    "fidelity": (float, "0 = most quality, 1 = most fidelity to the input"),
+    "quality": (float, "target quality score in [0, 1]"),
+    "steps": (int, "sampler steps"),
+    "seed": (int, "random seed of the sampler"),
+    "temperature": (float, "sampling temperature"),
+}
+
+
+def _report(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from facemend.data.io import list_images
+    from facemend.methods.registry import resolve_model
+    from facemend.pipelines.files import restore_files
+    from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+
+    knobs = {name: getattr(args, name) for name in KNOB_FLAGS if getattr(args, name) is not None}
+    restorer, knobs = resolve_model(args.model, **knobs)
+    options = FaceOptions(
+        detector=args.detector,
+        only_center_face=args.only_center_face,
+        min_face_size=args.min_face_size,
+        aligned=args.aligned,
+        upscale=args.upscale,
+    )
+    pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch)
+    paths = list_images(args.inputs)
+    if not paths:
+        raise FacemendError(f"no images found in {', '.join(args.inputs)}")
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise FacemendError(f"{outdir}: output exists and is not a folder")
+    summary = restore_files(
+        pipeline, paths, outdir, args.save_faces, args.skip_no_face, report=_report, progress=not args.quiet
+    )
+    print(summary.line(), file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+def cmd_degrade(args: argparse.Namespace) -> int:
+    from facemend.data.degradation import degrade_folder
+
+    summary = degrade_folder(args.source, args.output, args.preset, args.seed, args.size, args.gray_prob, args.workers)
+    print(f"{summary.written} pairs written to {args.output}, {len(summary.failed)} failed", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from facemend.pipelines.prepare import prepare_dataset
+
+    summary = prepare_dataset(args.sources, args.output, args.size, args.min_face_size, args.workers)
+    print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from facemend.methods.registry import DEFAULT_MODEL, MODELS
+
+    for info in MODELS.values():
+        default = " (default)" if info.name == DEFAULT_MODEL else ""
+        print(f"{info.name}{default}: {info.description}")
+        for knob in info.knobs:
+            print(f"    {knob.describe()}: {knob.help}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from facemend import __version__
+    from facemend.data.degradation import PRESETS
+    from facemend.faces.detection import DETECTORS
+    from facemend.methods.registry import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="facemend", description="Restore faces in real, degraded photos.")
+    parser.add_argument("--version", action="version", version=f"facemend {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    restore = commands.add_parser("restore", help="restore the faces in photos (files or folders)")
+    restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    restore.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    restore.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help="NAME[:knob=value,...]")
+    restore.add_argument("--aligned", action="store_true", help="inputs are aligned face crops (any size)")
+    restore.add_argument("--detector", choices=DETECTORS, default="hog")
+    restore.add_argument("--only-center-face", action="store_true", help="restore only the most central face")
+    restore.add_argument(
+        "--min-face-size",
+        type=int,
+        default=32,
+        metavar="PX",
+        help="leave faces smaller than this (detector box side) as they are",
+    )
+    restore.add_argument("--upscale", type=int, default=1, metavar="K", help="output K times the input size")
+    restore.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    restore.add_argument(
+        "--save-faces",
+        action="store_true",
+        help="also write the aligned crops to cropped_faces/ and restored_faces/",
+    )
+    restore.add_argument("--skip-no-face", action="store_true", help="do not write photos without a face")
+    restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar (warnings and errors still shown)")
+    for name, (kind, help_text) in KNOB_FLAGS.items():
+        restore.add_argument(f"--{name}", type=kind, default=None, help=f"knob: {help_text}")
+    restore.set_defaults(run=cmd_restore)
+
+    degrade = commands.add_parser("degrade", help="make LQ/HQ pairs with the blind degradation model")
+    degrade.add_argument("source", metavar="SRC", help="folder of HQ face images")
+    degrade.add_argument("-o", "--output", required=True, metavar="OUT")
+    degrade.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    degrade.add_argument("--seed", type=int, required=True)
+    degrade.add_argument("--size", type=int, default=None, metavar="S", help="resize HQ faces to S×S first")
+    degrade.add_argument("--gray-prob", type=float, default=0.0, help="share of LQ faces made greyscale")
+    degrade.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    degrade.set_defaults(run=cmd_degrade)
+
+    prepare = commands.add_parser("prepare", help="align faces from photo folders into train/val/test")
+    prepare.add_argument("sources", nargs="+", metavar="SRC", help="source folders (e.g. lfw utkface)")
+    prepare.add_argument("-o", "--output", required=True, metavar="OUT")
+    prepare.add_argument("--size", type=int, default=512, metavar="S", help="aligned crop size")
+    prepare.add_argument("--min-face-size", type=int, default=48, metavar="PX")
+    prepare.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    prepare.set_defaults(run=cmd_prepare)
+
+    models = commands.add_parser("models", help="list the models and their knobs")
+    models.set_defaults(run=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except FacemendError as error:
+        print(f"facemend: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facemend: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: image I/O, the degradation model, datasets and splits."""

@@ -1,0 +1,76 @@
+"""The `Restorer` interface every method implements, and the knobs a method declares."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from facemend.errors import FacemendError
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A user-facing control of a method; the CLI flags and the web page's controls are built from these."""
+
+    name: str
+    type: type  # float or int
+    default: float | int
+    low: float | int
+    high: float | int
+    help: str = ""
+
+    def parse(self, value: object) -> float | int:
+        """Validate `value` (a number or a string from a model spec) against the type and range."""
+        try:
+            number = self.type(value) if not isinstance(value, str) else self._from_string(value)
+        except (TypeError, ValueError):
+            raise FacemendError(f"knob {self.name!r} takes a {self.type.__name__}, got {value!r}") from None
+        if not self.low <= number <= self.high:
+            raise FacemendError(f"knob {self.name!r} must be in [{self.low}, {self.high}], got {number}")
+        return number
+
+    def _from_string(self, text: str) -> float | int:
+        if self.type is int:
+            as_float = float(text)
+            if not as_float.is_integer():
+                raise ValueError(text)
+            return int(as_float)
+        return self.type(text)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.type.__name__}, default {self.default}, range [{self.low}, {self.high}])"
+
+
+class Restorer(ABC):
+    """Restores a batch of aligned faces: `b 3 h w` float in [0, 1] in, the same shape out.
+
+    A subclass sets `name`, `face_size` (the crop size it works at; faces are aligned at that size) and `knobs`,
+    and implements `restore_faces`. Callers go through `__call__`, which validates knobs and fills defaults.
+    """
+
+    name: ClassVar[str]
+    knobs: ClassVar[tuple[Knob, ...]] = ()
+    face_size: int = 512
+
+    def resolve_knobs(self, **values: object) -> dict[str, float | int]:
+        """Every knob of this model with its value: given ones validated, others at their defaults."""
+        declared = {knob.name: knob for knob in self.knobs}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            have = ", ".join(knob.describe() for knob in self.knobs) or "none"
+            raise FacemendError(f"model {self.name!r} has no knob {unknown[0]!r}; its knobs: {have}")
+        return {name: knob.parse(values[name]) if name in values else knob.default for name, knob in declared.items()}
+
+    @abstractmethod
+    def restore_faces(self, faces: torch.Tensor, **knobs: float | int) -> torch.Tensor:
+        """`b 3 h w` in [0, 1] → `b 3 h w` in [0, 1]; `knobs` holds every declared knob."""
+
+    def __call__(self, faces: torch.Tensor, **knobs: object) -> torch.Tensor:
+        if faces.ndim != 4 or faces.shape[1] != 3:
+            raise ValueError(f"expected faces of shape (b, 3, h, w), got {tuple(faces.shape)}")
+        resolved = self.resolve_knobs(**knobs)
+        with torch.inference_mode():
+            return self.restore_faces(faces.float(), **resolved).clamp(0.0, 1.0)

@@ -1,0 +1,78 @@
+"""Model specs `NAME[:knob=value,…]` → a `Restorer` and validated knob values.
+
+The registry is the only place that knows every method; methods never import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from facemend.errors import FacemendError
+from facemend.methods.base import Knob, Restorer
+from facemend.methods.classical import ClassicalRestorer
+
+DEFAULT_MODEL = "classical"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    build: Callable[[], Restorer]  # builds the restorer and loads its bundled weights, if any
+    knobs: tuple[Knob, ...]  # declared without building, so listing models loads nothing
+
+
+MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in [
+        ModelInfo(
+            "classical",
+            "non-local-means denoising + detail enhancement (no learning)",
+            ClassicalRestorer,
+            ClassicalRestorer.knobs,
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    knobs: dict[str, str]
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        """`"artfr:steps=8,seed=1"` → ModelSpec("artfr", {"steps": "8", "seed": "1"})."""
+        name, _, rest = spec.strip().partition(":")
+        if not name:
+            raise FacemendError(f"model spec {spec!r} has no model name (expected NAME[:knob=value,...])")
+        knobs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise FacemendError(f"model spec {spec!r}: expected knob=value, got {item!r}")
+            knobs[key.strip()] = value.strip()
+        return cls(name, knobs)
+
+
+def model_info(name: str) -> ModelInfo:
+    if name not in MODELS:
+        raise FacemendError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+@lru_cache(maxsize=8)
+def load_restorer(name: str) -> Restorer:
+    """The restorer called `name`, built (and its weights loaded) once per process."""
+    return model_info(name).build()
+
+
+def resolve_model(spec: str | Restorer, **overrides: object) -> tuple[Restorer, dict[str, float | int]]:
+    """A restorer and every knob's validated value, from a spec (knobs in `overrides` win) or an instance."""
+    if isinstance(spec, Restorer):
+        return spec, spec.resolve_knobs(**overrides)
+    parsed = ModelSpec.parse(spec)
+    restorer = load_restorer(parsed.name)
+    return restorer, restorer.resolve_knobs(**{**parsed.knobs, **overrides})

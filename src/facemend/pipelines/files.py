@@ -1,0 +1,132 @@
+"""Restore many photo files into a folder: faces batched across photos, one progress bar, a summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from facemend.data.io import read_image, write_image
+from facemend.errors import FacemendError
+from facemend.pipelines.photo import PhotoJob, PhotoPipeline
+
+
+@dataclass
+class RunSummary:
+    photos: int = 0  # photos written
+    faces: int = 0  # faces restored
+    no_face: int = 0  # photos without a restorable face (written unchanged, or skipped)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+    faces_per_photo: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.photos} photos written, {self.faces} faces restored, {self.no_face} without a face, "
+            f"{len(self.failures)} failed, {self.seconds:.1f} s"
+        )
+
+
+def output_stems(paths: Sequence[Path]) -> list[str]:
+    """Output names: each input's stem, made unique (`x`, `x_2`, …) when inputs share one."""
+    taken: set[str] = set()
+    stems = []
+    for path in paths:
+        stem, n = path.stem, 1
+        while stem in taken:
+            n += 1
+            stem = f"{path.stem}_{n}"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
+
+
+@dataclass
+class _Pending:
+    source: Path
+    stem: str
+    job: PhotoJob
+
+
+def restore_files(
+    pipeline: PhotoPipeline,
+    paths: Sequence[Path],
+    outdir: Path,
+    save_faces: bool = False,
+    skip_no_face: bool = False,
+    report: Callable[[str], None] = print,
+    progress: bool = True,
+) -> RunSummary:
+    """Restore every file in `paths` into `outdir/<stem>.png`; bad files are reported and skipped.
+
+    Faces from consecutive photos are restored together once `pipeline.batch_size` of them are waiting.
+    """
+    summary = RunSummary()
+    started = time.perf_counter()
+    pending: list[_Pending] = []
+
+    def flush() -> None:
+        crops = [crop for item in pending for crop in item.job.crops]
+        restored = iter(pipeline.restore_crops(crops))
+        for item in pending:
+            item.job.restored = [next(restored) for _ in item.job.crops]
+            _write(pipeline, item, outdir, save_faces, summary, report)
+        pending.clear()
+
+    bar = tqdm(total=len(paths), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
+    for path, stem in zip(paths, output_stems(paths), strict=True):
+        bar.update()
+        try:
+            job = pipeline.prepare(read_image(path))
+        except FacemendError as error:
+            summary.failures.append((str(path), str(error)))
+            report(f"error: {error}")
+            continue
+        if job.too_small:
+            report(
+                f"warning: {path}: {job.too_small} face(s) smaller than "
+                f"{pipeline.options.min_face_size} px left unrestored"
+            )
+        if not job.crops:
+            summary.no_face += 1
+            if skip_no_face:
+                report(f"warning: {path}: no face found, skipped")
+                continue
+            report(f"warning: {path}: no face found, written unchanged")
+        pending.append(_Pending(path, stem, job))
+        if sum(len(item.job.crops) for item in pending) >= pipeline.batch_size:
+            flush()
+        bar.set_postfix(faces=summary.faces, failed=len(summary.failures))
+    flush()
+    bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write(
+    pipeline: PhotoPipeline,
+    item: _Pending,
+    outdir: Path,
+    save_faces: bool,
+    summary: RunSummary,
+    report: Callable[[str], None],
+) -> None:
+    job = item.job
+    try:
+        if save_faces:
+            for k, (crop, restored) in enumerate(zip(job.crops, job.restored, strict=True)):
+                write_image(outdir / "cropped_faces" / f"{item.stem}_{k:02d}.png", job.photo.with_rgb(crop))
+                write_image(outdir / "restored_faces" / f"{item.stem}_{k:02d}.png", job.photo.with_rgb(restored))
+        write_image(outdir / f"{item.stem}.png", pipeline.finish(job))
+    except (OSError, FacemendError) as error:
+        summary.failures.append((str(item.source), str(error)))
+        report(f"error: {item.source}: cannot write output: {error}")
+        return
+    summary.photos += 1
+    summary.faces += len(job.crops)
+    summary.faces_per_photo[str(item.source)] = len(job.crops)
+    if job.crops:
+        report(f"{item.source}: {len(job.crops)} face(s)")
