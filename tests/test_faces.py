@@ -121,6 +121,25 @@ def test_big_shrink_does_not_alias():
     assert crop.std() < 0.05  # nearest-style sampling would give a moiré of 0s and 1s
 
 
+def test_crops_stay_in_range_at_hard_edges():
+    checker = (np.indices((64, 64)).sum(axis=0) // 4 % 2).astype(np.float32)[..., None].repeat(3, axis=2)
+    rotation = np.array([[0.9, -0.4, 20.0], [0.4, 0.9, -5.0]])  # bicubic overshoots 0 and 1 here unclipped
+    crop = warp_to_crop(checker, rotation, 96)
+    assert crop.min() == 0.0 and crop.max() == 1.0
+
+
+def test_crop_past_the_image_is_not_a_mirror_image():
+    image = np.full((100, 100, 3), 0.5, np.float32)
+    image[40:50, 3:9] = 1.0  # a bright mark near the left edge: mirroring would copy it to x ≈ -6
+    crop = warp_to_crop(image, np.array([[1.0, 0, 40], [0, 1.0, 0]]), 100)  # the image moves 40 px right
+    np.testing.assert_allclose(crop[:, 40:], warp_to_crop(image, np.eye(2, 3), 100)[:, :60], atol=1e-5)
+    outside = crop[:, :38]
+    # blurred, not a sharp mirrored mark (which would reach 1.0 with 0.5 steps)
+    assert outside.max() < 0.8 and np.abs(np.diff(outside, axis=1)).max() < 0.1
+    assert abs(float(outside[:, :5].mean()) - 0.5) < 0.01  # far from the image: its median colour
+    assert not np.array_equal(warp_to_crop(image, np.eye(2, 3), 100), crop)
+
+
 def test_resize_matrix_matches_cv2_resize():
     rng = np.random.default_rng(1)
     image = cv2.GaussianBlur(rng.random((90, 120)).astype(np.float32), (0, 0), 4)

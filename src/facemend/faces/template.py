@@ -12,6 +12,8 @@ import numpy as np
 from facemend.errors import FacemendError
 
 TEMPLATE_SIZE = 512
+FILL_BLUR = 0.03  # σ of the blur outside the source image, as a share of the crop size (FFHQ: 0.02 of the face)
+FILL_FADE = 0.25  # distance past the image, as a share of the crop size, over which it fades to the median
 # Eye centres, nose tip, mouth corners of an aligned 512-px FFHQ face (the alignment GFPGAN and CodeFormer use).
 TEMPLATE_POINTS_512 = np.array(
     [
@@ -61,15 +63,36 @@ def resize_matrix(from_size: tuple[int, int], to_size: tuple[int, int]) -> np.nd
 
 
 def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Crop `size`×`size` pixels from `image` (H×W×C, any dtype OpenCV warps) through `matrix`.
+    """Crop `size`×`size` pixels from `image` (H×W×C, float32 in [0, 1] or uint8) through `matrix`.
 
     When the face shrinks by more than 2×, the image is first reduced with area averaging so the crop does not
-    alias; the borders are mirrored, as in FFHQ's own alignment.
+    alias. Where the crop reaches past the image (tight source crops, faces at a photo's edge), it is filled as
+    FFHQ's alignment does: mirrored, blurred, and faded towards the image's median colour with the distance.
     """
+    height, width = image.shape[:2]
     scale = matrix_scale(matrix)
     if scale < 0.5:
-        height, width = image.shape[:2]
         reduced = (max(1, round(width * 2.0 * scale)), max(1, round(height * 2.0 * scale)))
         image = cv2.resize(image, reduced, interpolation=cv2.INTER_AREA)
         matrix = compose(matrix, resize_matrix((width, height), reduced))
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        height, width = image.shape[:2]
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    if crop.dtype.kind == "f":
+        np.clip(crop, 0.0, 1.0, out=crop)  # bicubic overshoots at strong edges (integer types saturate)
+    inside = cv2.warpAffine(np.ones((height, width), np.float32), matrix, (size, size), flags=cv2.INTER_LINEAR)
+    if inside.min() > 0.999:
+        return crop
+    return _fill_outside(crop, inside)
+
+
+def _fill_outside(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Replace the mirrored pixels outside the source image (`inside` < 1) by a blurred copy, faded over a
+    quarter of the crop towards the median colour: mirrored eyes and mouths must not look like faces."""
+    size = crop.shape[0]
+    outside = (1.0 - inside)[..., None]
+    distance = cv2.distanceTransform((inside < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    fade = np.clip(distance / (FILL_FADE * size), 0.0, 1.0)[..., None]
+    blurred = cv2.GaussianBlur(crop, (0, 0), FILL_BLUR * size).reshape(crop.shape)
+    median = np.median(crop[inside > 0.999], axis=0) if (inside > 0.999).any() else crop.mean(axis=(0, 1))
+    filled = crop * (1.0 - outside) + blurred * outside
+    return (filled + (median - filled) * fade).astype(crop.dtype)

@@ -51,6 +51,6 @@ class ClassicalRestorer(Restorer):
         images = faces.permute(0, 2, 3, 1).cpu().numpy()
         restored = []
         for image in images:
-            enhanced = enhance_face(np.round(image * 255.0).astype(np.uint8))
+            enhanced = enhance_face(np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8))
             restored.append(fidelity * image + (1.0 - fidelity) * enhanced)
         return torch.from_numpy(np.stack(restored)).permute(0, 3, 1, 2).to(faces.device)
