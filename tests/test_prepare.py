@@ -49,6 +49,7 @@ def test_prepare_layout_manifest_and_skips(tmp_path, astronaut, capsys):
     assert code == 0, err
     # Di_D's face is ~33 px wide: found on the up-sampled retry, then skipped as smaller than 48 px
     assert "kept 4/7 faces" in err and "1 no face" in err and "1 too small" in err and "1 unreadable" in err
+    assert any(line.startswith("error: ") and "Bob_B_0002.jpg" in line for line in err.splitlines())
 
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert len(records) == 4

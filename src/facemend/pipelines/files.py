@@ -76,34 +76,46 @@ def restore_files(
             _write(pipeline, item, outdir, save_faces, summary, report)
         pending.clear()
 
+    found = 0
     bar = tqdm(total=len(paths), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
     for path, stem in zip(paths, output_stems(paths), strict=True):
+        job = _prepare(pipeline, path, skip_no_face, summary, report)
+        if job is not None:
+            found += len(job.crops)
+            pending.append(_Pending(path, stem, job))
+            if sum(len(item.job.crops) for item in pending) >= pipeline.batch_size:
+                flush()
+        bar.set_postfix(faces=found, failed=len(summary.failures), refresh=False)
         bar.update()
-        try:
-            job = pipeline.prepare(read_image(path))
-        except FacemendError as error:
-            summary.failures.append((str(path), str(error)))
-            report(f"error: {error}")
-            continue
-        if job.too_small:
-            report(
-                f"warning: {path}: {job.too_small} face(s) smaller than "
-                f"{pipeline.options.min_face_size} px left unrestored"
-            )
-        if not job.crops:
-            summary.no_face += 1
-            if skip_no_face:
-                report(f"warning: {path}: no face found, skipped")
-                continue
-            report(f"warning: {path}: no face found, written unchanged")
-        pending.append(_Pending(path, stem, job))
-        if sum(len(item.job.crops) for item in pending) >= pipeline.batch_size:
-            flush()
-        bar.set_postfix(faces=summary.faces, failed=len(summary.failures))
     flush()
     bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _prepare(
+    pipeline: PhotoPipeline,
+    path: Path,
+    skip_no_face: bool,
+    summary: RunSummary,
+    report: Callable[[str], None],
+) -> PhotoJob | None:
+    """The photo's faces, cropped; None when it cannot be read or is skipped (both reported)."""
+    try:
+        job = pipeline.prepare(read_image(path))
+    except FacemendError as error:
+        summary.failures.append((str(path), str(error)))
+        report(f"error: {error}")
+        return None
+    if job.too_small:
+        minimum = pipeline.options.min_face_size
+        report(f"warning: {path}: {job.too_small} face(s) smaller than {minimum} px left unrestored")
+    if not job.crops:
+        summary.no_face += 1
+        report(f"warning: {path}: no face found, {'skipped' if skip_no_face else 'written unchanged'}")
+        if skip_no_face:
+            return None
+    return job
 
 
 def _write(

@@ -9,6 +9,7 @@ One face per photo: the one nearest the centre. Tight crops (UTKFace) are found 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from facemend.data.io import Photo, encode_image, list_images, read_image, write_bytes_atomic
 from facemend.data.parallel import parallel_map
@@ -90,18 +92,25 @@ def _central_face(image: np.ndarray) -> tuple[Face, int] | None:
     return None
 
 
-def prepare_one(item: SourceFile, out: Path, size: int, min_face_size: int) -> tuple[str, dict | None]:
-    """Align the central face of one photo and write it; returns (skip reason or "kept", manifest record)."""
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "kept" or one of SKIP_REASONS
+    record: dict | None = None  # the manifest record of a kept face
+    message: str = ""  # why an unreadable file could not be read
+
+
+def prepare_one(item: SourceFile, out: Path, size: int, min_face_size: int) -> Outcome:
+    """Align the central face of one photo and write it."""
     try:
         photo = read_image(item.path)
-    except FacemendError:
-        return "unreadable", None
+    except FacemendError as error:
+        return Outcome("unreadable", message=str(error))
     found = _central_face(photo.to_uint8())
     if found is None:
-        return "no face", None
+        return Outcome("no face")
     face, offset = found
     if face.size < min_face_size:
-        return "too small", None
+        return Outcome("too small")
     points5 = face.landmarks5 - offset
     crop = warp_to_crop(photo.rgb, alignment_matrix(points5, size), size)
     split = split_of(item.identity)
@@ -116,7 +125,7 @@ def prepare_one(item: SourceFile, out: Path, size: int, min_face_size: int) -> t
         "landmarks5": np.round(points5, 2).tolist(),
         "box": face.box.scaled(1.0, (-offset, -offset)).as_list(),
     }
-    return "kept", record
+    return Outcome("kept", record)
 
 
 def prepare_dataset(
@@ -130,6 +139,8 @@ def prepare_dataset(
     """Prepare aligned `size`-px faces from `sources` into `out` (see the module docstring)."""
     if size < 16:
         raise FacemendError(f"size must be >= 16, got {size}")
+    if min_face_size < 1:
+        raise FacemendError(f"min_face_size must be >= 1, got {min_face_size}")
     out = Path(out)
     items = collect_sources(sources)
     if not items:
@@ -145,13 +156,15 @@ def prepare_dataset(
         chunksize=16,
         initializer=_load_dlib_models,
     )
-    for status, record in results:
-        if record is None:
-            summary.skipped[status] += 1
+    for outcome in results:
+        if outcome.record is None:
+            summary.skipped[outcome.status] += 1
+            if outcome.message:
+                tqdm.write(f"error: {outcome.message}", file=sys.stderr)
             continue
         summary.kept += 1
-        summary.per_split[record["split"]] += 1
-        records.append(record)
+        summary.per_split[outcome.record["split"]] += 1
+        records.append(outcome.record)
     records.sort(key=lambda r: r["file"])
     manifest = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     write_bytes_atomic(out / "manifest.jsonl", manifest.encode("utf-8"))
