@@ -114,6 +114,14 @@ def test_bad_files_are_named_good_files_still_processed(tmp_path, astronaut, cap
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary files left
 
 
+def test_never_overwrites_an_input(tmp_path, astronaut, capsys):
+    source = save(tmp_path / "photos" / "face.png", astronaut)
+    before = source.read_bytes()
+    code, err = run(capsys, str(tmp_path / "photos"), "-o", str(tmp_path / "photos"))
+    assert code == 2 and "would overwrite its own input" in err
+    assert source.read_bytes() == before
+
+
 def test_tiny_face_is_left_alone_with_a_warning(tmp_path, astronaut, capsys):
     small = save(tmp_path / "small.png", cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA))
     code, err = run(capsys, str(small), "-o", str(tmp_path / "out"), "--min-face-size", "60")

@@ -33,6 +33,7 @@ _WRITE_FORMATS = {
     ".tiff": "TIFF",
 }
 _SAVE_OPTIONS: dict[str, dict[str, object]] = {
+    "PNG": {"compress_level": 3},  # 3× faster than Pillow's default 6 for files ~10% larger
     "JPEG": {"quality": 95, "subsampling": 0},
     "WEBP": {"lossless": True, "exact": True},
     "TIFF": {"compression": "tiff_lzw"},

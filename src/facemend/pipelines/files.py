@@ -64,6 +64,11 @@ def restore_files(
 
     Faces from consecutive photos are restored together once `pipeline.batch_size` of them are waiting.
     """
+    stems = output_stems(paths)
+    inputs = {path.resolve() for path in paths}
+    for stem in stems:
+        if (outdir / f"{stem}.png").resolve() in inputs:
+            raise FacemendError(f"{outdir / f'{stem}.png'} would overwrite its own input: choose another output folder")
     summary = RunSummary()
     started = time.perf_counter()
     pending: list[_Pending] = []
@@ -78,7 +83,7 @@ def restore_files(
 
     found = 0
     bar = tqdm(total=len(paths), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
-    for path, stem in zip(paths, output_stems(paths), strict=True):
+    for path, stem in zip(paths, stems, strict=True):
         job = _prepare(pipeline, path, skip_no_face, summary, report)
         if job is not None:
             found += len(job.crops)
