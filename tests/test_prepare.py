@@ -46,7 +46,7 @@ def test_prepare_layout_manifest_and_skips(tmp_path, astronaut, capsys):
 
     code = main(["prepare", str(lfw), str(tight), "-o", str(out), "--size", "128", "--workers", "2"])
     err = capsys.readouterr().err
-    assert code == 0, err
+    assert code == 1, err  # one unreadable file
     # Di_D's face is ~33 px wide: found on the up-sampled retry, then skipped as smaller than 48 px
     assert "kept 4/7 faces" in err and "1 no face" in err and "1 too small" in err and "1 unreadable" in err
     assert any(line.startswith("error: ") and "Bob_B_0002.jpg" in line for line in err.splitlines())

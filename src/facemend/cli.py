@@ -65,7 +65,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     summary = prepare_dataset(args.sources, args.output, args.size, args.min_face_size, args.workers)
     print(summary.line(), file=sys.stderr)
-    return 0
+    return 1 if summary.skipped["unreadable"] else 0  # no face / too small are outcomes, not failures
 
 
 def cmd_models(args: argparse.Namespace) -> int:
