@@ -2,7 +2,7 @@
 coordinates of the image they were given.
 
 `hog` is a cascade tuned for degraded photos at CPU cost: HOG boxes it is unsure of are kept only if dlib's
-CNN, run on the box's neighbourhood alone (~85 ms), finds a face there; when HOG finds nothing, OpenCV's Haar
+CNN, run on the box's neighbourhood alone (~160 ms), finds a face there; when HOG finds nothing, OpenCV's Haar
 candidates are checked the same way. `cnn` runs the CNN on the whole photo (seconds per megapixel); `haar` is
 the bare cascade (fastest, most false positives).
 """
@@ -21,8 +21,8 @@ from facemend.faces import dlib_models
 
 DETECTORS = ("hog", "cnn", "haar")
 HOG_MIN_SCORE = 0.15  # real faces score ≥ 0.2 on 99% of LFW/UTKFace; textures on clothing score below
-# HOG boxes scoring below this are kept only if dlib's CNN also finds a face in them: ~5% of real LFW faces
-# score below it (all confirmed on a 280-face sample), and so do false positives on clothing (rejected).
+# HOG boxes scoring below this are kept only if dlib's CNN also finds a face in them: 11 of 280 sampled real LFW
+# faces score below it (all 11 confirmed), and so do false positives on clothing (rejected).
 HOG_CONFIRM_BELOW = 0.6
 CONFIRM_WINDOW = 200  # px: side of the region (twice the box) handed to the CNN; 160 missed blurred faces
 
