@@ -79,20 +79,29 @@ def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     if crop.dtype.kind == "f":
         np.clip(crop, 0.0, 1.0, out=crop)  # bicubic overshoots at strong edges (integer types saturate)
-    inside = cv2.warpAffine(np.ones((height, width), np.float32), matrix, (size, size), flags=cv2.INTER_LINEAR)
-    if inside.min() > 0.999:
+    inside = _inside_source(matrix, size, width, height)
+    if inside.all():
         return crop
     return _fill_outside(crop, inside)
 
 
+def _inside_source(matrix: np.ndarray, size: int, width: int, height: int) -> np.ndarray:
+    """`size size` bool: which crop pixels sample the `width`×`height` source rather than its mirrored border."""
+    inverse = cv2.invertAffineTransform(matrix)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    source_x = inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2]
+    source_y = inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]
+    return (source_x > -0.5) & (source_x < width - 0.5) & (source_y > -0.5) & (source_y < height - 0.5)
+
+
 def _fill_outside(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Replace the mirrored pixels outside the source image (`inside` < 1) by a blurred copy, faded over a
-    quarter of the crop towards the median colour: mirrored eyes and mouths must not look like faces."""
+    """Replace the mirrored pixels outside the source image by a blurred copy, faded over a quarter of the crop
+    towards the median colour: mirrored eyes and mouths must not look like faces."""
     size = crop.shape[0]
-    outside = (1.0 - inside)[..., None]
-    distance = cv2.distanceTransform((inside < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    outside = ~inside[..., None]
+    distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5)
     fade = np.clip(distance / (FILL_FADE * size), 0.0, 1.0)[..., None]
     blurred = cv2.GaussianBlur(crop, (0, 0), FILL_BLUR * size).reshape(crop.shape)
-    median = np.median(crop[inside > 0.999], axis=0) if (inside > 0.999).any() else crop.mean(axis=(0, 1))
-    filled = crop * (1.0 - outside) + blurred * outside
+    median = np.median(crop[inside], axis=0) if inside.any() else crop.mean(axis=(0, 1))
+    filled = np.where(outside, blurred, crop)
     return (filled + (median - filled) * fade).astype(crop.dtype)
