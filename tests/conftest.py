@@ -32,3 +32,42 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     if mask is not None:
         error = error[mask]
     return float(10 * np.log10(1.0 / max(error.mean(), 1e-12)))
+
+
+def aligned_crop(image: np.ndarray, size: int, jitter: float = 0.0) -> np.ndarray | None:
+    """The most central face of an RGB uint8 photo as an aligned `size` crop (uint8), or None without a face;
+    `jitter` shifts the landmarks by that many crop pixels, for slightly different crops of one face."""
+    from facemend.faces import FaceDetector, alignment_matrix, find_faces, warp_to_crop
+
+    faces = find_faces(image, FaceDetector("hog"), only_center_face=True)
+    if not faces:
+        return None
+    matrix = alignment_matrix(faces[0].landmarks5 + jitter * faces[0].size / size, size)
+    crop = warp_to_crop(image.astype(np.float32) / 255, matrix, size)
+    return np.clip(np.rint(crop * 255), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(astronaut) -> np.ndarray:
+    """The astronaut's face, aligned, 128 px."""
+    return aligned_crop(astronaut, 128)
+
+
+@pytest.fixture(scope="session")
+def lfw_faces(shared_data) -> dict[str, list[np.ndarray]]:
+    """Aligned 128-px LFW faces of 100 people with ≥ 2 photos (their first two) and 100 more people (one each)."""
+    from PIL import Image
+
+    people = sorted(p for p in (shared_data / "lfw").iterdir() if p.is_dir())
+    faces: dict[str, list[np.ndarray]] = {}
+    for person in people:
+        wanted = 2 if sum(len(v) == 2 for v in faces.values()) < 100 else 1
+        files = sorted(person.glob("*.jpg"))
+        if wanted == 2 and len(files) < 2 or wanted == 1 and sum(len(v) == 1 for v in faces.values()) >= 100:
+            continue
+        crops = [aligned_crop(np.asarray(Image.open(f).convert("RGB")), 128) for f in files[:wanted]]
+        if all(c is not None for c in crops):
+            faces[person.name] = crops
+        if sum(len(v) == 2 for v in faces.values()) >= 100 and sum(len(v) == 1 for v in faces.values()) >= 100:
+            break
+    return faces

@@ -68,6 +68,64 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if summary.skipped["unreadable"] else 0  # no face / too small are outcomes, not failures
 
 
+def _metric_keys(text: str | None) -> list[str] | None:
+    return [key.strip() for key in text.split(",") if key.strip()] if text else None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from facemend.pipelines.evaluate import evaluate
+
+    if args.grid < 0:
+        raise FacemendError("--grid must be ≥ 0")
+    summary = evaluate(
+        args.pred,
+        args.gt,
+        args.output,
+        lq=args.lq,
+        grid=args.grid,
+        keys=_metric_keys(args.metrics),
+        allow_partial=args.allow_partial,
+        batch_size=args.batch,
+        progress=not args.quiet,
+        warn=_report,
+    )
+    print((Path(args.output) / "metrics.md").read_text(encoding="utf-8"), end="")
+    missing = sum(summary["missing"].values())
+    print(f"{summary['count']} faces evaluated, {missing} missing values; report in {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_testset(args: argparse.Namespace) -> int:
+    from facemend.pipelines.testset import build_testset
+
+    info = build_testset(args.prepared, args.output, args.size, args.max_faces, args.workers, not args.quiet)
+    print(
+        f"facemend-test: {info['faces']} faces of {info['identities']} identities × {', '.join(info['presets'])} "
+        f"in {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from facemend.methods.registry import split_specs
+    from facemend.pipelines.benchmark import benchmark_markdown, run_benchmark
+
+    result = run_benchmark(
+        args.data,
+        split_specs(args.models),
+        args.output,
+        batch_size=args.batch,
+        keys=_metric_keys(args.metrics),
+        limit=args.limit,
+        progress=not args.quiet,
+        warn=_report,
+    )
+    print(benchmark_markdown(result), end="")
+    print(f"benchmark of {len(result['models'])} rows written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from facemend.methods.registry import DEFAULT_MODEL, MODELS
 
@@ -133,6 +191,42 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--min-face-size", type=int, default=48, metavar="PX")
     prepare.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     prepare.set_defaults(run=cmd_prepare)
+
+    evaluation = commands.add_parser("eval", help="metrics of restored faces, against ground truth if given")
+    evaluation.add_argument("--pred", required=True, metavar="DIR", help="restored aligned faces")
+    evaluation.add_argument("--gt", metavar="DIR", help="ground-truth faces, same stems and sizes")
+    evaluation.add_argument("--lq", metavar="DIR", help="degraded inputs (for --grid)")
+    evaluation.add_argument("-o", "--output", required=True, metavar="REPORT", help="report folder")
+    evaluation.add_argument("--grid", type=int, default=0, metavar="N", help="write grid.jpg with N faces")
+    evaluation.add_argument("--metrics", metavar="KEY,...", help="only these metrics (default: all that apply)")
+    evaluation.add_argument("--allow-partial", action="store_true", help="evaluate the stems in both sets")
+    evaluation.add_argument("--batch", type=int, default=16, metavar="B", help="faces measured at once")
+    evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluation.set_defaults(run=cmd_eval)
+
+    testset = commands.add_parser("testset", help="build facemend-test from the test split of `prepare`")
+    testset.add_argument("--prepared", required=True, metavar="OUT", help="folder written by `facemend prepare`")
+    testset.add_argument("-o", "--output", required=True, metavar="DIR", help="new (or empty) folder")
+    testset.add_argument("--size", type=int, default=None, metavar="S", help="face size (default: as prepared)")
+    testset.add_argument("--max-faces", type=int, default=500, metavar="N")
+    testset.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    testset.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    testset.set_defaults(run=cmd_testset)
+
+    bench = commands.add_parser("benchmark", help="restore LQ faces with each model and tabulate the metrics")
+    bench.add_argument("--data", required=True, metavar="DIR", help="DIR/lq (+ DIR/hq), or a folder of LQ faces")
+    bench.add_argument(
+        "--models",
+        default="",
+        metavar="SPEC,...",
+        help="model specs, e.g. baseline,artfr:steps=8,seed=1 (lq-input and classical always run)",
+    )
+    bench.add_argument("-o", "--output", required=True, metavar="REPORT", help="report folder")
+    bench.add_argument("--metrics", metavar="KEY,...", help="only these metrics (default: all that apply)")
+    bench.add_argument("--limit", type=int, default=None, metavar="N", help="only N faces, spread over the set")
+    bench.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    bench.set_defaults(run=cmd_benchmark)
 
     models = commands.add_parser("models", help="list the models and their knobs")
     models.set_defaults(run=cmd_models)

@@ -43,3 +43,8 @@ def hog_face_detector() -> dlib.fhog_object_detector:
 @lru_cache(maxsize=1)
 def cnn_face_detector() -> dlib.cnn_face_detection_model_v1:
     return dlib.cnn_face_detection_model_v1(str(dlib_model_path(CNN_FACE_DETECTOR)))
+
+
+@lru_cache(maxsize=1)
+def face_descriptor_model() -> dlib.face_recognition_model_v1:
+    return dlib.face_recognition_model_v1(str(dlib_model_path(FACE_DESCRIPTOR)))

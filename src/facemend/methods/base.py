@@ -68,6 +68,11 @@ class Restorer(ABC):
     def restore_faces(self, faces: torch.Tensor, **knobs: float | int) -> torch.Tensor:
         """`b 3 h w` in [0, 1] → `b 3 h w` in [0, 1]; `knobs` holds every declared knob."""
 
+    def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor | None:
+        """Per-face share, `b`, of the target faces' codebook indices that the model predicts from `faces`; None
+        for models without a codebook."""
+        return None
+
     def __call__(self, faces: torch.Tensor, **knobs: object) -> torch.Tensor:
         if faces.ndim != 4 or faces.shape[1] != 3:
             raise ValueError(f"expected faces of shape (b, 3, h, w), got {tuple(faces.shape)}")

@@ -57,6 +57,20 @@ class ModelSpec:
         return cls(name, knobs)
 
 
+def split_specs(text: str) -> list[str]:
+    """`"baseline,artfr:steps=8,seed=1"` → `["baseline", "artfr:steps=8,seed=1"]`: a comma-separated piece with
+    `=` but no `:` continues the previous spec's knobs (model names never contain `=`)."""
+    specs: list[str] = []
+    for piece in filter(None, (part.strip() for part in text.split(","))):
+        if "=" in piece and ":" not in piece:
+            if not specs:
+                raise FacemendError(f"model list {text!r} starts with a knob ({piece!r}), not a model name")
+            specs[-1] += f",{piece}"
+        else:
+            specs.append(piece)
+    return specs
+
+
 def model_info(name: str) -> ModelInfo:
     if name not in MODELS:
         raise FacemendError(f"unknown model {name!r}; available: {', '.join(MODELS)}")

@@ -1,0 +1,139 @@
+"""Summaries of `Measurements`: means with 95% bootstrap intervals, missing counts, and the JSON / CSV /
+markdown files of `facemend eval` (DESIGN.md Contracts)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from facemend.data.io import write_bytes_atomic
+from facemend.metrics.suite import HIGHER_IS_BETTER, SET_KEYS, Measurements
+
+BOOTSTRAP_RESAMPLES = 1000
+SET_BOOTSTRAP_RESAMPLES = 200  # each resample recomputes a Fréchet distance
+BOOTSTRAP_SEED = 0
+LABELS = {
+    "psnr_y": "PSNR-Y",
+    "psnr_rgb": "PSNR-RGB",
+    "ssim_y": "SSIM-Y",
+    "ssim_rgb": "SSIM-RGB",
+    "idd": "IDD",
+    "lmd": "LMD",
+    "pd_mnv2": "PD-MNv2",
+    "fd_mnv2": "FD-MNv2",
+    "fd_dlib": "FD-dlib",
+    "niqe": "NIQE",
+    "brisque": "BRISQUE",
+    "code_acc": "code acc.",
+    "s_per_face": "s/face",
+}
+
+
+def bootstrap_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED):
+    """95% percentile-bootstrap interval of the mean of the finite `values` (None if fewer than 2)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def set_bootstrap_interval(measurements: Measurements, key: str, resamples: int = SET_BOOTSTRAP_RESAMPLES):
+    """95% interval of a set metric, resampling the image pairs jointly.
+
+    A resample repeats faces, which inflates a Fréchet distance, so the percentile interval is shifted back by
+    the resamples' mean excess over the full-set value (bias-corrected percentile bootstrap)."""
+    n = len(measurements.stems)
+    value = measurements.set_value(key)
+    if n < 2 or not np.isfinite(value):
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    values = np.array([measurements.set_value(key, rng.integers(0, n, n)) for _ in range(resamples)])
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return None
+    bias = values.mean() - value
+    return [max(float(np.percentile(values, 2.5) - bias), 0.0), float(np.percentile(values, 97.5) - bias)]
+
+
+def summarize(measurements: Measurements) -> dict:
+    """The contract's `metrics.json` object: mean, ci95, missing, images (plus the image count)."""
+    mean, ci95, missing = {}, {}, {}
+    keys = [*measurements.per_image, *measurements.set_features]
+    for key in [k for k in LABELS if k in keys]:
+        if key in SET_KEYS:
+            mean[key] = _number(measurements.set_value(key))
+            ci95[key] = set_bootstrap_interval(measurements, key)
+        else:
+            values = measurements.per_image[key]
+            finite = values[np.isfinite(values)]
+            mean[key] = float(finite.mean()) if len(finite) else None
+            ci95[key] = bootstrap_interval(values)
+        missing[key] = measurements.missing(key)
+    images = {
+        stem: {key: _number(values[i]) for key, values in measurements.per_image.items()}
+        for i, stem in enumerate(measurements.stems)
+    }
+    return {"count": len(measurements.stems), "mean": mean, "ci95": ci95, "missing": missing, "images": images}
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def arrow(key: str) -> str:
+    return "↑" if key in HIGHER_IS_BETTER or key == "code_acc" else "↓"
+
+
+def format_value(key: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if key.startswith("psnr"):
+        return f"{value:.2f}"
+    if key.startswith("ssim") or key in {"idd", "lmd", "pd_mnv2", "code_acc"}:
+        return f"{value:.4f}"
+    if key == "s_per_face":
+        return f"{value:.3f}"
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def summary_markdown(summary: dict, title: str) -> str:
+    lines = [f"# {title}", "", f"{summary['count']} faces; 95% bootstrap intervals of the mean.", ""]
+    lines += ["| metric | mean | 95% interval | missing |", "|---|---:|---:|---:|"]
+    for key, value in summary["mean"].items():
+        interval = summary["ci95"][key]
+        shown = f"{format_value(key, interval[0])} – {format_value(key, interval[1])}" if interval else "–"
+        row = [f"{LABELS[key]} {arrow(key)}", format_value(key, value), shown, str(summary["missing"][key])]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_csv(summary: dict) -> str:
+    keys = list(next(iter(summary["images"].values()), {}))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["stem", *keys])
+    for stem, values in summary["images"].items():
+        writer.writerow([stem, *("" if values[k] is None else repr(values[k]) for k in keys)])
+    return buffer.getvalue()
+
+
+def write_summary(summary: dict, out: Path, title: str) -> list[Path]:
+    """`metrics.json`, `metrics.csv`, `metrics.md` in `out`, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        out / "metrics.json": json.dumps(summary, indent=1),
+        out / "metrics.csv": summary_csv(summary),
+        out / "metrics.md": summary_markdown(summary, title),
+    }
+    for path, text in files.items():
+        write_bytes_atomic(path, text.encode())
+    return list(files)

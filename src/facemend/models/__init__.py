@@ -1,0 +1,1 @@
+"""Networks only: built from arguments or configs, never reading files."""

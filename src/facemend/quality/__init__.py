@@ -1,0 +1,1 @@
+"""No-reference image quality: NIQE and BRISQUE as batched, differentiable torch modules."""
