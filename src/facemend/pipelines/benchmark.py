@@ -28,7 +28,7 @@ from facemend.errors import FacemendError
 from facemend.methods.registry import resolve_model
 from facemend.metrics.report import LABELS, arrow, format_value, write_summary
 from facemend.metrics.suite import KEYS, NO_REFERENCE_KEYS, MetricSuite, check_keys
-from facemend.pipelines.evaluate import faces_in, match_stems, measure_faces
+from facemend.pipelines.evaluate import faces_in, match_stems, measure_faces, spread
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
 
 LQ_INPUT = "lq-input"
@@ -54,7 +54,7 @@ def benchmark_data(root: str | Path, limit: int | None = None, warn: Callable[[s
     if limit is not None:
         if limit < 1:
             raise FacemendError(f"limit must be >= 1, got {limit}")
-        stems = [stems[i] for i in np.unique(np.linspace(0, len(stems) - 1, min(limit, len(stems))).round())]
+        stems = spread(stems, limit)
     return BenchmarkData(root, stems, lq, hq)
 
 

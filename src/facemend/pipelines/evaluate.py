@@ -65,6 +65,11 @@ def _names(names: list[str]) -> str:
     return shown + (", …" if len(names) > _SHOW_NAMES else "")
 
 
+def spread(items: Sequence[str], count: int) -> list[str]:
+    """`count` of `items` spread evenly from the first to the last (all of them if there are fewer)."""
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int))]
+
+
 def read_face(path: Path) -> np.ndarray:
     return read_image(path).to_uint8()
 
@@ -132,9 +137,8 @@ def measure_faces(
 
 def comparison_grid(stems: Sequence[str], columns: Sequence[dict[str, Path]], rows: int) -> np.ndarray:
     """`rows` faces spread evenly over `stems`, one column per folder (e.g. LQ | prediction | GT), as uint8 RGB."""
-    chosen = [stems[i] for i in np.linspace(0, len(stems) - 1, min(rows, len(stems))).round().astype(int)]
     lines = []
-    for stem in chosen:
+    for stem in spread(stems, rows):
         cells = []
         for column in columns:
             if stem not in column:
