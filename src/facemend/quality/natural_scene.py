@@ -1,7 +1,9 @@
 """Natural-scene statistics shared by NIQE and BRISQUE: grey conversion, MSCN coefficients, neighbour products,
-asymmetric generalised Gaussian (AGGD) fits and the two references' exact half-size bicubic resamplers.
+asymmetric generalised Gaussian (AGGD) fits and the two references' half-size bicubic resamplers.
 
-Everything works on float64 `b h w` grey images on the 0–1 scale and is differentiable with respect to them.
+Everything works on `b h w` grey tensors and is differentiable with respect to them. Where the two reference
+implementations differ (window, precision, products, shape fit, resampler), each has its own variant here, made to
+agree with it to the last bit where rounding noise would otherwise change the scores.
 """
 
 from __future__ import annotations
@@ -94,23 +96,75 @@ def _smooth(image: Tensor, window: Tensor, float32: bool = False) -> Tensor:
     return x.to(torch.float32) if float32 else x
 
 
-def mscn(image: Tensor, c: float = MSCN_C, float32: bool = False) -> Tensor:
-    """Mean-subtracted contrast-normalised coefficients (I − μ) / (σ + C) of `b h w` grey images.
-
-    μ and σ are Gaussian-weighted local mean and deviation, σ = √|E[I²] − μ²| as in both references.
-    `float32=True` reproduces scikit-video's arithmetic (float32 image, window and moments; give it the
-    0–255 scale and C = 1): in smooth regions E[I²] − μ² then loses most of its digits, which moves NIQE
-    scores by up to ~0.03, so matching the reference needs the same rounding.
-    """
-    if float32:
-        window = torch.from_numpy(_float32_window()).to(image.device, torch.float64)
-        image = image.to(torch.float32)
-    else:
-        window = gaussian_window(image.device)
-    mu = _smooth(image, window, float32)
-    variance = _smooth(image * image, window, float32) - mu * mu
-    sigma = torch.sqrt(variance.abs().clamp_min(_TINY))
+def _normalise(image: Tensor, mu: Tensor, mean_square: Tensor, c: float) -> Tensor:
+    sigma = torch.sqrt((mean_square - mu * mu).abs().clamp_min(_TINY))
     return (image - mu) / (sigma + c)
+
+
+def mscn_skvideo(image: Tensor) -> Tensor:
+    """Mean-subtracted contrast-normalised coefficients (I − μ) / (σ + C) of 0–255 `b h w` images (C = 1), with
+    μ and σ = √|E[I²] − μ²| the local mean and deviation under the 7×7 Gaussian window (σ = 7/6, zeros outside
+    the image), in scikit-video's arithmetic: float32 in and out, float32 window, image and squares, moments
+    accumulated in float64 and rounded to float32 after each filter pass.
+
+    In smooth regions E[I²] − μ² then keeps few correct digits, which moves NIQE scores by up to ~0.03; matching
+    the reference needs the same rounding.
+    """
+    window = torch.from_numpy(_float32_window()).to(image.device, torch.float64)
+    image = image.to(torch.float32)
+    return _normalise(image, _smooth(image, window, True), _smooth(image * image, window, True), 1.0)
+
+
+@lru_cache(maxsize=1)
+def _brisque_kernel() -> np.ndarray:
+    """The brisque package's 7×7 window: the 2-D Gaussian density normalised by its sum, evaluated in the same
+    operations so that its values agree to the last bit."""
+    y, x = np.indices((2 * GAUSSIAN_RADIUS + 1,) * 2) - GAUSSIAN_RADIUS
+    density = 1 / (2 * np.pi * GAUSSIAN_SIGMA**2) * np.exp(-(x**2 + y**2) / (2 * GAUSSIAN_SIGMA**2))
+    return density / np.sum(density)
+
+
+def _convolve2d_at(image: Tensor, where: Tensor) -> Tensor:
+    """scipy.signal.convolve2d(image, kernel, 'same') of `b h w` at the `n 3` positions `where`, added up in the
+    order of scipy 1.17's compiled loop: per kernel row, the first four products summed in a block, then the rest
+    one by one (verified bit for bit against scipy)."""
+    kernel = _brisque_kernel().tolist()
+    size = len(kernel)
+    radius = size // 2
+    padded = torch.nn.functional.pad(image, (radius, radius, radius, radius))
+    b, height, width = padded.shape
+    flat = padded.reshape(-1)
+    base = (where[:, 0] * height + where[:, 1]) * width + where[:, 2]
+    total = torch.zeros(len(where), dtype=image.dtype, device=image.device)
+    for j in range(size):
+        # convolution: kernel (j, k) meets pixel (m + r − j, n + r − k), i.e. padded (m + 2r − j, n + 2r − k)
+        row = base + (2 * radius - j) * width + 2 * radius
+        terms = [kernel[j][k] * flat[row - k] for k in range(size)]
+        total = total + (((terms[0] + terms[1]) + terms[2]) + terms[3])
+        for term in terms[4:]:
+            total = total + term
+    return total
+
+
+def mscn_brisque(image: Tensor) -> Tensor:
+    """The MSCN coefficients of `b h w` images in [0, 1] (C = 1/255) as the brisque package computes them, in
+    float64 (same window; its 2-D convolution is separable).
+
+    Where a neighbourhood is flat (or balanced), I − μ is rounding noise whose sign still decides which side of
+    the AGGD fit the sample counts for, enough to move BRISQUE by ~5e-3; there μ is recomputed in scipy's exact
+    order of additions, so that the signs agree with the reference for the same input bits.
+    """
+    image = image.to(torch.float64)
+    window = gaussian_window(image.device)
+    mu = _smooth(image, window)
+    noise = (image - mu).detach().abs() <= 1e-12  # μ ≤ 1: the two sums differ by ~1e-15 at most
+    if noise.any():
+        where = noise.nonzero()
+        with torch.no_grad():
+            exact = _convolve2d_at(image.detach(), where)
+        # the correction is below 1e-12; it only fixes the bits, the gradient flows through the fast μ
+        mu = mu.index_put((where[:, 0], where[:, 1], where[:, 2]), exact - mu.detach()[noise], accumulate=True)
+    return _normalise(image, mu, _smooth(image * image, window), MSCN_C)
 
 
 def circular_products(patches: Tensor) -> list[Tensor]:
@@ -245,22 +299,24 @@ def pillow_bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
     return matrix
 
 
-@lru_cache(maxsize=16)
-def opencv_bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """`out in` matrix of cv2.resize(..., INTER_CUBIC) along one axis: 4 taps of the a = −0.75 kernel at the
-    source position (i + ½)·scale − ½, no antialiasing, indices clamped at the borders (edge replication)."""
-    scale = size_in / size_out
-    matrix = np.zeros((size_out, size_in))
-    for i in range(size_out):
-        position = (i + 0.5) * scale - 0.5
-        base = math.floor(position)
-        frac = position - base
-        for k in range(-1, 3):
-            matrix[i, min(max(base + k, 0), size_in - 1)] += _cubic(np.array(k - frac), -0.75)
-    return matrix
+def opencv_half(image: Tensor) -> Tensor:
+    """cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC) of `b h w` float64, to the last bit.
+
+    OpenCV rounds the size half to even and samples source position 2i + ½: taps 2i − 1 … 2i + 2 with the fixed
+    weights of its a = −0.75 cubic at ±½ and ±1½, indices clamped at the borders, no antialiasing; rows first,
+    then columns, each output a left-to-right sum of the four products.
+    """
+    weights = _cubic(np.array([1.5, 0.5, 0.5, 1.5]), -0.75).tolist()
+    x = image.to(torch.float64)
+    for dim in (2, 1):
+        size = x.shape[dim]
+        start = torch.arange(round(size / 2), device=x.device) * 2 - 1
+        taps = [x.index_select(dim, (start + k).clamp(0, size - 1)) * weights[k] for k in range(4)]
+        x = ((taps[0] + taps[1]) + taps[2]) + taps[3]
+    return x
 
 
-def resample(image: Tensor, rows: np.ndarray, cols: np.ndarray, float32: bool = False) -> Tensor:
+def pillow_resample(image: Tensor, rows: np.ndarray, cols: np.ndarray, float32: bool = False) -> Tensor:
     """`b h w` → `b h' w'` with the `h' h` matrix `rows` and the `w' w` matrix `cols`: along rows first, then
     columns, like Pillow; `float32` rounds after each pass like Pillow's float32 ('F') images."""
     r = torch.from_numpy(rows).to(image.device, torch.float64)
