@@ -205,3 +205,11 @@ def test_benchmark_on_the_real_pairs(tmp_path, shared_data, capsys):
     assert code == 0, err
     rows = json.loads((tmp_path / "b" / "benchmark.json").read_text())["models"]
     assert rows["lq-input"]["psnr_y"] < 30 and rows["classical"]["niqe"] is not None
+
+
+def test_benchmark_stops_on_a_corrupt_face_and_leaves_no_partial_output(tmp_path, folders, capsys):
+    (folders / "lq" / "f3.png").write_bytes(b"not a png")
+    code, _, err = run(capsys, "benchmark", "--data", str(folders), "-o", str(tmp_path / "b"), "--metrics", "psnr_y")
+    assert code == 2 and "f3.png: not an image" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "b" / "benchmark.json").exists()
+    assert not list((tmp_path / "b").glob(".*partial"))

@@ -15,7 +15,7 @@ from facemend.data.degradation import PRESETS, degrade, image_rng, sample_params
 from facemend.metrics import identity, pixel
 from facemend.metrics.frechet import frechet_distance
 from facemend.metrics.perceptual import MobileNetV2Features, imagenet_mobilenet_v2, perceptual_distance
-from facemend.metrics.report import bootstrap_interval, summarize
+from facemend.metrics.report import bootstrap_interval, summarize_faces
 from facemend.metrics.suite import FacePair, MetricSuite
 
 
@@ -133,9 +133,7 @@ def test_frechet_distances_separate_hq_from_heavy_lq(lfw_faces):
 
 def test_summary_counts_missing_values_and_brackets_the_mean(astronaut_face):
     faces = [astronaut_face, heavy(astronaut_face, "a"), heavy(astronaut_face, "b"), np.full_like(astronaut_face, 90)]
-    suite = MetricSuite(["psnr_y", "idd", "lmd", "fd_dlib"])
-    measured = suite.measure(FacePair(str(i), face, astronaut_face) for i, face in enumerate(faces))
-    summary = summarize(measured)
+    summary = summarize_faces(faces, [astronaut_face] * 4, ["psnr_y", "idd", "lmd", "fd_dlib"])
     assert summary["count"] == 4 and set(summary) == {"count", "mean", "ci95", "missing", "images"}
     assert summary["missing"] == {"psnr_y": 0, "idd": 1, "lmd": 1, "fd_dlib": 1}
     assert summary["images"]["3"]["idd"] is None and summary["images"]["3"]["psnr_y"] is not None

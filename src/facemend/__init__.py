@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 # Imported on first use, so `import facemend.cli` (and `facemend --help`) stays fast.
 _LAZY = {
     "restore": "facemend.api",
+    "evaluate": "facemend.pipelines.evaluate",
     "FacemendError": "facemend.errors",
     "Knob": "facemend.methods.base",
     "Restorer": "facemend.methods.base",
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from facemend.api import restore
     from facemend.errors import FacemendError
     from facemend.methods.base import Knob, Restorer
+    from facemend.pipelines.evaluate import evaluate
 
 
 def __getattr__(name: str) -> object:
@@ -27,4 +29,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'facemend' has no attribute {name!r}")
 
 
-__all__ = ["FacemendError", "Knob", "Restorer", "__version__", "restore"]
+__all__ = ["FacemendError", "Knob", "Restorer", "__version__", "evaluate", "restore"]

@@ -7,12 +7,21 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from facemend.data.io import write_bytes_atomic
-from facemend.metrics.suite import HIGHER_IS_BETTER, SET_KEYS, Measurements
+from facemend.metrics.suite import (
+    HIGHER_IS_BETTER,
+    KEYS,
+    NO_REFERENCE_KEYS,
+    SET_KEYS,
+    FacePair,
+    Measurements,
+    MetricSuite,
+)
 
 BOOTSTRAP_RESAMPLES = 1000
 SET_BOOTSTRAP_RESAMPLES = 200  # each resample recomputes a Fréchet distance
@@ -82,6 +91,18 @@ def summarize(measurements: Measurements) -> dict:
         for i, stem in enumerate(measurements.stems)
     }
     return {"count": len(measurements.stems), "mean": mean, "ci95": ci95, "missing": missing, "images": images}
+
+
+def summarize_faces(
+    predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray] | None = None, keys: Sequence[str] | None = None
+) -> dict:
+    """Metrics of aligned H×W×3 uint8 RGB faces (against `targets`, same sizes, when given) in the `metrics.json`
+    layout; stems are the faces' positions ("0", "1", …)."""
+    if targets is not None and len(targets) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
+    suite = MetricSuite(keys or (KEYS if targets is not None else NO_REFERENCE_KEYS))
+    pairs = (FacePair(str(i), face, targets[i] if targets is not None else None) for i, face in enumerate(predictions))
+    return summarize(suite.measure(pairs))
 
 
 def _number(value: float) -> float | None:

@@ -187,7 +187,7 @@ class MetricSuite:
     def _target_signatures(self, batch: list[FacePair]) -> identity.FaceSignatures:
         """dlib signatures of the ground truths, computed once per `reference_id`."""
         todo = [i for i, p in enumerate(batch) if p.reference_id not in self._reference_cache]
-        fresh = identity.face_signatures([batch[i].target for i in todo])
+        fresh = identity.face_signatures([batch[i].target for i in todo], bool({"idd", "fd_dlib"} & set(self.keys)))
         rows = {i: (fresh.landmarks[j], fresh.descriptors[j]) for j, i in enumerate(todo)}
         for i in todo:
             if batch[i].reference_id is not None:

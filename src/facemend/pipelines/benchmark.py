@@ -72,7 +72,7 @@ def slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.replace(":", "_").replace(",", "_"))
 
 
-def restore_faces(
+def restore_set(
     spec: str, data: BenchmarkData, out: Path, batch_size: int, progress: bool
 ) -> tuple[float, float | None]:
     """Restore every LQ face with `spec` into `out`; returns (seconds per face, mean code accuracy or None)."""
@@ -149,15 +149,19 @@ def run_benchmark(
         staging = out / f".{slug(spec)}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "faces").mkdir(parents=True)
-        if spec == LQ_INPUT:
-            faces, seconds, accuracy = data.lq, None, None
-        else:
-            seconds, accuracy = restore_faces(spec, data, staging / "faces", batch_size, progress)
-            faces = {stem: staging / "faces" / f"{stem}.png" for stem in data.stems}
-        summary = measure_faces(data.stems, faces, data.hq, suite, progress, desc=f"eval {spec}")
-        if spec == LQ_INPUT:
-            shutil.rmtree(staging / "faces")
-        write_summary(summary, staging, f"{spec} on {data_dir}")
+        try:
+            if spec == LQ_INPUT:
+                faces, seconds, accuracy = data.lq, None, None
+            else:
+                seconds, accuracy = restore_set(spec, data, staging / "faces", batch_size, progress)
+                faces = {stem: staging / "faces" / f"{stem}.png" for stem in data.stems}
+            summary = measure_faces(data.stems, faces, data.hq, suite, progress, desc=f"eval {spec}")
+            if spec == LQ_INPUT:
+                shutil.rmtree(staging / "faces")
+            write_summary(summary, staging, f"{spec} on {data_dir}")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
         result["models"][spec] = {**summary["mean"], "code_acc": accuracy, "s_per_face": seconds}
