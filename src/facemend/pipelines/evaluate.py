@@ -95,15 +95,12 @@ def evaluate(
     if targets is None and set(keys) - set(NO_REFERENCE_KEYS):
         raise FacemendError(f"--gt is needed for {', '.join(k for k in keys if k not in NO_REFERENCE_KEYS)}")
     stems = match_stems(predictions, targets, allow_partial, warn) if targets is not None else sorted(predictions)
+    columns = ([faces_in(lq)] if lq is not None else []) + [predictions] + ([targets] if targets else [])
     suite = suite or MetricSuite(keys, batch_size)
     summary = measure_faces(stems, predictions, targets, suite, progress)
     if out is not None:
         out = Path(out)
-        grid_image = None
-        if grid > 0:
-            columns = [faces_in(lq)] if lq is not None else []
-            columns += [predictions] + ([targets] if targets is not None else [])
-            grid_image = comparison_grid(stems, columns, grid)
+        grid_image = comparison_grid(stems, columns, grid) if grid > 0 else None
         write_summary(summary, out, f"facemend eval: {pred}" + (f" vs {gt}" if gt is not None else ""))
         if grid_image is not None:
             write_bytes_atomic(out / "grid.jpg", encode_image(photo_from_array(grid_image), ".jpg"))
