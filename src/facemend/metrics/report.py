@@ -15,12 +15,11 @@ import numpy as np
 from facemend.data.io import write_bytes_atomic
 from facemend.metrics.suite import (
     HIGHER_IS_BETTER,
-    KEYS,
-    NO_REFERENCE_KEYS,
     SET_KEYS,
     FacePair,
     Measurements,
     MetricSuite,
+    default_keys,
 )
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -50,8 +49,7 @@ def bootstrap_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
     if len(values) < 2:
         return None
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    return _interval(values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1))
 
 
 def set_bootstrap_interval(measurements: Measurements, key: str, resamples: int = SET_BOOTSTRAP_RESAMPLES):
@@ -68,8 +66,14 @@ def set_bootstrap_interval(measurements: Measurements, key: str, resamples: int 
     values = values[np.isfinite(values)]
     if len(values) < 2:
         return None
-    bias = values.mean() - value
-    return [max(float(np.percentile(values, 2.5) - bias), 0.0), float(np.percentile(values, 97.5) - bias)]
+    low, high = _interval(values, shift=value - values.mean())
+    return [max(low, 0.0), high]  # a distance stays ≥ 0
+
+
+def _interval(estimates: np.ndarray, shift: float = 0.0) -> list[float]:
+    """The central 95% of bootstrap `estimates`, moved by `shift`."""
+    low, high = np.percentile(estimates, [2.5, 97.5]) + shift
+    return [float(low), float(high)]
 
 
 def summarize(measurements: Measurements) -> dict:
@@ -100,7 +104,7 @@ def summarize_faces(
     layout; stems are the faces' positions ("0", "1", …)."""
     if targets is not None and len(targets) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
-    suite = MetricSuite(keys or (KEYS if targets is not None else NO_REFERENCE_KEYS))
+    suite = MetricSuite(keys or default_keys(targets is not None))
     pairs = (FacePair(str(i), face, targets[i] if targets is not None else None) for i, face in enumerate(predictions))
     return summarize(suite.measure(pairs))
 

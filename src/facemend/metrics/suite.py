@@ -38,6 +38,11 @@ def check_keys(keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(k for k in KEYS if k in keys)
 
 
+def default_keys(with_reference: bool) -> tuple[str, ...]:
+    """Every metric with a ground truth; the no-reference ones without."""
+    return KEYS if with_reference else NO_REFERENCE_KEYS
+
+
 @dataclass
 class Measurements:
     """Per-image values (`key → n`, NaN = missing) and the features the set metrics compare."""
@@ -51,14 +56,17 @@ class Measurements:
         predicted, target = self.set_features[key]
         if rows is not None:
             predicted, target = predicted[rows], target[rows]
-        both = ~(np.isnan(predicted[:, 0]) | np.isnan(target[:, 0]))
+        both = _found_on_both_sides(predicted, target)
         return frechet_distance(predicted[both], target[both]) if both.sum() >= 2 else float("nan")
 
     def missing(self, key: str) -> int:
         if key in self.set_features:
-            predicted, target = self.set_features[key]
-            return int((np.isnan(predicted[:, 0]) | np.isnan(target[:, 0])).sum())
+            return int((~_found_on_both_sides(*self.set_features[key])).sum())
         return int(np.isnan(self.per_image[key]).sum())
+
+
+def _found_on_both_sides(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return ~(np.isnan(predicted[:, 0]) | np.isnan(target[:, 0]))
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,10 @@ class MetricSuite:
     @property
     def full_reference(self) -> bool:
         return any(k not in NO_REFERENCE_KEYS for k in self.keys)
+
+    @property
+    def _needs_descriptors(self) -> bool:
+        return bool({"idd", "fd_dlib"} & set(self.keys))
 
     @cached_property
     def _mobilenet(self) -> MobileNetV2Features:
@@ -141,8 +153,8 @@ class MetricSuite:
         stems.extend(p.stem for p in batch)
         keys = set(self.keys)
         predictions = [_tensor(p.prediction) for p in batch]
+        targets = [_tensor(p.target) for p in batch] if self.full_reference else []
         if keys & {"psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb"}:
-            targets = [_tensor(p.target) for p in batch]
             for key, fn, y_only in (
                 ("psnr_y", pixel.psnr, True),
                 ("psnr_rgb", pixel.psnr, False),
@@ -153,7 +165,7 @@ class MetricSuite:
                     pairs = zip(predictions, targets, strict=True)
                     columns[key].append(np.array([fn(a, b, y_only).item() for a, b in pairs]))
         if keys & (_DLIB_KEYS | _MNV2_KEYS):
-            self._measure_reference_features(batch, predictions, columns)
+            self._measure_reference_features(batch, predictions, targets, columns)
         if keys & set(NO_REFERENCE_KEYS):
             resized = torch.cat([_resize(x, NO_REFERENCE_SIZE) for x in predictions])
             if "niqe" in keys:
@@ -163,10 +175,12 @@ class MetricSuite:
         if progress is not None:
             progress(len(batch))
 
-    def _measure_reference_features(self, batch: list[FacePair], predictions: list[torch.Tensor], columns) -> None:
+    def _measure_reference_features(
+        self, batch: list[FacePair], predictions: list[torch.Tensor], targets: list[torch.Tensor], columns
+    ) -> None:
         keys = set(self.keys)
         if keys & _DLIB_KEYS:
-            predicted = identity.face_signatures([p.prediction for p in batch], bool(keys & {"idd", "fd_dlib"}))
+            predicted = identity.face_signatures([p.prediction for p in batch], self._needs_descriptors)
             target = self._target_signatures(batch)
             if "idd" in keys:
                 columns["idd"].append(identity.identity_distance(predicted, target))
@@ -177,7 +191,7 @@ class MetricSuite:
         if keys & _MNV2_KEYS:
             size = self._mobilenet.size
             predicted_maps = self._mobilenet(torch.cat([_resize(x, size) for x in predictions]).float())
-            target_maps = self._mobilenet(torch.cat([_resize(_tensor(p.target), size) for p in batch]).float())
+            target_maps = self._mobilenet(torch.cat([_resize(x, size) for x in targets]).float())
             if "pd_mnv2" in keys:
                 columns["pd_mnv2"].append(perceptual_distance(predicted_maps, target_maps).double().numpy())
             if "fd_mnv2" in keys:
@@ -187,12 +201,12 @@ class MetricSuite:
     def _target_signatures(self, batch: list[FacePair]) -> identity.FaceSignatures:
         """dlib signatures of the ground truths, computed once per `reference_id`."""
         todo = [i for i, p in enumerate(batch) if p.reference_id not in self._reference_cache]
-        fresh = identity.face_signatures([batch[i].target for i in todo], bool({"idd", "fd_dlib"} & set(self.keys)))
-        rows = {i: (fresh.landmarks[j], fresh.descriptors[j]) for j, i in enumerate(todo)}
-        for i in todo:
+        fresh = identity.face_signatures([batch[i].target for i in todo], self._needs_descriptors)
+        computed = {i: (fresh.landmarks[j], fresh.descriptors[j]) for j, i in enumerate(todo)}
+        for i, signature in computed.items():
             if batch[i].reference_id is not None:
-                self._reference_cache[batch[i].reference_id] = rows[i]
-        rows = [rows[i] if i in rows else self._reference_cache[p.reference_id] for i, p in enumerate(batch)]
+                self._reference_cache[batch[i].reference_id] = signature
+        rows = [computed.get(i) or self._reference_cache[p.reference_id] for i, p in enumerate(batch)]
         return identity.FaceSignatures(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]))
 
 

@@ -27,7 +27,7 @@ from facemend.data.io import read_image, write_bytes_atomic, write_image
 from facemend.errors import FacemendError
 from facemend.methods.registry import resolve_model
 from facemend.metrics.report import LABELS, arrow, format_value, write_summary
-from facemend.metrics.suite import KEYS, NO_REFERENCE_KEYS, MetricSuite, check_keys
+from facemend.metrics.suite import KEYS, NO_REFERENCE_KEYS, MetricSuite, check_keys, default_keys
 from facemend.pipelines.evaluate import faces_in, match_stems, measure_faces, spread
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
 
@@ -78,7 +78,8 @@ def restore_set(
     """Restore every LQ face with `spec` into `out`; returns (seconds per face, mean code accuracy or None)."""
     restorer, knobs = resolve_model(spec)
     pipeline = PhotoPipeline(restorer, knobs, FaceOptions(aligned=True), batch_size)
-    seconds, accuracies = 0.0, []
+    seconds = 0.0
+    accuracies: list[float] | None = []
     bar = tqdm(total=len(data.stems), desc=spec, unit="face", disable=not progress, dynamic_ncols=True)
     with bar:
         for start in range(0, len(data.stems), batch_size):
@@ -92,10 +93,9 @@ def restore_set(
             seconds += time.perf_counter() - began
             for stem, output in zip(stems, outputs, strict=True):
                 write_image(out / f"{stem}.png", output)
-            if data.hq is not None:
+            if data.hq is not None and accuracies is not None:  # None once the model says it has no codebook
                 accuracy = _code_accuracy(pipeline, jobs, [data.hq[stem] for stem in stems])
-                if accuracy is not None:
-                    accuracies.extend(accuracy)
+                accuracies = None if accuracy is None else accuracies + accuracy
             bar.update(len(stems))
     return seconds / len(data.stems), (float(np.mean(accuracies)) if accuracies else None)
 
@@ -125,7 +125,7 @@ def run_benchmark(
         resolve_model(spec)
     data = benchmark_data(data_dir, limit, warn)
     reference = data.hq is not None
-    keys = check_keys(keys or (KEYS if reference else NO_REFERENCE_KEYS))
+    keys = check_keys(keys or default_keys(reference))
     if not reference and set(keys) - set(NO_REFERENCE_KEYS):
         raise FacemendError(f"{data.root} has no hq/ folder: only {', '.join(NO_REFERENCE_KEYS)} apply")
     out = Path(out)

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from facemend.data.io import IMAGE_SUFFIXES, encode_image, photo_from_array, read_image, write_bytes_atomic
+from facemend.data.io import IMAGE_SUFFIXES, photo_from_array, read_image, write_image
 from facemend.errors import FacemendError
 from facemend.metrics.report import summarize, write_summary
-from facemend.metrics.suite import KEYS, NO_REFERENCE_KEYS, FacePair, MetricSuite, check_keys
+from facemend.metrics.suite import NO_REFERENCE_KEYS, FacePair, MetricSuite, check_keys, default_keys
 
 GRID_CELL = 256  # px: side of one face in the comparison grid
 _SHOW_NAMES = 5
@@ -91,7 +91,7 @@ def evaluate(
     `metrics.json` summary; with `out`, also write it with CSV, markdown and, for `grid` > 0, `grid.jpg`."""
     predictions = faces_in(pred)
     targets = faces_in(gt) if gt is not None else None
-    keys = check_keys(keys or (KEYS if targets is not None else NO_REFERENCE_KEYS))
+    keys = check_keys(keys or default_keys(targets is not None))
     if targets is None and set(keys) - set(NO_REFERENCE_KEYS):
         raise FacemendError(f"--gt is needed for {', '.join(k for k in keys if k not in NO_REFERENCE_KEYS)}")
     stems = match_stems(predictions, targets, allow_partial, warn) if targets is not None else sorted(predictions)
@@ -103,7 +103,7 @@ def evaluate(
         grid_image = comparison_grid(stems, columns, grid) if grid > 0 else None
         write_summary(summary, out, f"facemend eval: {pred}" + (f" vs {gt}" if gt is not None else ""))
         if grid_image is not None:
-            write_bytes_atomic(out / "grid.jpg", encode_image(photo_from_array(grid_image), ".jpg"))
+            write_image(out / "grid.jpg", photo_from_array(grid_image))
     return summary
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from facemend.package_files import package_file
 from facemend.quality.natural_scene import (
     SKIMAGE_GREY,
     aggd_constants,
@@ -17,7 +18,6 @@ from facemend.quality.natural_scene import (
     grey,
     mscn_brisque,
     opencv_half,
-    package_file,
     safe_sqrt,
     shape_by_root,
 )

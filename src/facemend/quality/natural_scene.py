@@ -8,10 +8,8 @@ agree with it to the last bit where rounding noise would otherwise change the sc
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,16 +24,6 @@ _TINY = 1e-12  # floor under square roots, so that flat regions give finite grad
 
 # scikit-video's shape grid: α = 0.2, 0.201, …, 9.999, built with the same np.arange so the values match bit for bit.
 SHAPE_GRID = np.arange(0.2, 10, 0.001)
-
-
-def package_file(package: str, *parts: str) -> Path:
-    """A data file shipped inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(location, *parts)
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{'/'.join(parts)} of the {package!r} package not found: is {package} installed?")
 
 
 def grey(images: Tensor, weights: tuple[float, float, float], name: str) -> Tensor:

@@ -9,6 +9,7 @@ import scipy.io
 import torch
 from torch import Tensor
 
+from facemend.package_files import package_file
 from facemend.quality.natural_scene import (
     BT601_LUMA,
     SHAPE_GRID,
@@ -17,7 +18,6 @@ from facemend.quality.natural_scene import (
     circular_products,
     grey,
     mscn_skvideo,
-    package_file,
     pillow_bicubic_matrix,
     pillow_resample,
     safe_sqrt,
