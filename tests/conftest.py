@@ -71,3 +71,20 @@ def lfw_faces(shared_data) -> dict[str, list[np.ndarray]]:
         if len(singles) == 100:
             break
     return {**pairs, **singles}
+
+
+@pytest.fixture(scope="session")
+def prepared_faces(tmp_path_factory, astronaut) -> Path:
+    """A small `facemend prepare`-style folder (train: 8, val: 4 aligned 128-px faces), made from the
+    astronaut photo with shifted landmarks and colour changes, for training tests without ../shared/data."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("prepared")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        (root / split).mkdir()
+        for i in range(count):
+            crop = aligned_crop(astronaut, 128, jitter=float(rng.uniform(-3, 3))).astype(np.float32)
+            crop = np.clip(crop * rng.uniform(0.8, 1.2, size=3) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
+            Image.fromarray(crop).save(root / split / f"face_{i:02d}.png")
+    return root

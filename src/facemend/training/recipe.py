@@ -1,0 +1,81 @@
+"""What a method tells the training loop: how to build its model, which losses it knows, and one step.
+
+A recipe never touches optimisers, processes or files: the loop in `trainer.py` owns those.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from facemend.config import build, to_dict
+from facemend.errors import FacemendError
+from facemend.models.discriminator import DiscriminatorConfig, PatchDiscriminator
+from facemend.training.config import StageConfig
+from facemend.training.losses import PerceptualLoss
+from facemend.weights import Weights, load_into
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # what the generator's optimiser minimises
+    logs: dict[str, float]  # scalars for the progress bar and the logs
+    fake: torch.Tensor | None = None  # generated images, for the discriminator step (detached there)
+    real: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe(ABC):
+    name: ClassVar[str]  # the `recipe:` value of a training config
+    kind: ClassVar[str]  # the `kind` of the exported weights
+    losses: ClassVar[frozenset[str]]  # loss names a stage may weight
+    paired: ClassVar[bool] = False  # True: batches carry degraded "lq" faces beside "hq"
+    config_class: ClassVar[type]  # the model's config dataclass
+    model_class: ClassVar[type[nn.Module]]  # built as model_class(config)
+
+    def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
+        """Validate both configs; errors name the field under `model.` / `discriminator.`."""
+        self.config = build(self.config_class, model_config, "model")
+        self.discriminator_config = build(DiscriminatorConfig, discriminator_config, "discriminator")
+        self._perceptual: PerceptualLoss | None = None
+
+    def build_model(self) -> nn.Module:
+        """The model whose EMA weights the run exports."""
+        return self.model_class(self.config)
+
+    def build_discriminator(self) -> nn.Module | None:
+        """The discriminator of stages with an adversarial loss."""
+        return PatchDiscriminator(self.discriminator_config)
+
+    def perceptual(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The perceptual loss (MobileNetV2-ImageNet features), its network loaded on first use."""
+        if self._perceptual is None:
+            self._perceptual = PerceptualLoss().to(prediction.device)
+        return self._perceptual(prediction, target)
+
+    def model_config(self) -> dict[str, Any]:
+        """The model config as saved in `config.json`."""
+        return to_dict(self.config)
+
+    def initialize(self, model: nn.Module, weights: Weights | None, stage: StageConfig) -> None:
+        """Load the weights a fresh stage starts from (None: keep the random initialisation). Default: weights
+        of this recipe's own kind, loaded strictly."""
+        if weights is None:
+            return
+        if weights.kind != self.kind:
+            raise FacemendError(f"stage {stage.name!r}: cannot start {self.kind!r} from {weights.kind!r} weights")
+        load_into(model, weights.state_dict, f"stage {stage.name!r}")
+
+    @abstractmethod
+    def generator_step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], stage: StageConfig, discriminator: nn.Module | None
+    ) -> StepOutput:
+        """Forward and losses of one step; `discriminator` is given once the adversarial loss is on."""
+
+    @abstractmethod
+    def validate(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """Scores of the (EMA) model on a fixed validation batch, and rows of images for the sample grid."""

@@ -1,0 +1,50 @@
+"""How the VQ tokenizer — the HQ prior of the codebook methods — is trained: reconstruct HQ faces with L1 +
+perceptual (MobileNetV2-ImageNet) + hinge adversarial (adaptive weight, after a warm-up) + commitment losses.
+Not a restorer itself: the methods load its exported weights."""
+
+from __future__ import annotations
+
+import torch
+
+from facemend.metrics.pixel import psnr
+from facemend.models.quantizer import codebook_usage
+from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
+from facemend.training.config import StageConfig
+from facemend.training.losses import adaptive_adversarial_weight, hinge_generator_loss
+from facemend.training.recipe import Recipe, StepOutput
+
+
+class TokenizerRecipe(Recipe):
+    name = "tokenizer"
+    kind = "tokenizer"
+    config_class = TokenizerConfig
+    model_class = VQTokenizer
+    losses = frozenset({"l1", "perceptual", "adversarial", "commitment"})
+
+    def generator_step(self, model, batch, stage: StageConfig, discriminator) -> StepOutput:
+        hq = batch["hq"]
+        reconstruction, quantized = model(hq)
+        l1 = (reconstruction - hq).abs().mean()
+        perceptual = self.perceptual(reconstruction, hq) if stage.weight("perceptual") else torch.zeros_like(l1)
+        reconstruction_loss = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
+        loss = reconstruction_loss + stage.weight("commitment") * quantized.commitment_loss + quantized.codebook_loss
+        logs = {"l1": l1.item(), "perceptual": perceptual.item(), "commitment": quantized.commitment_loss.item()}
+        if discriminator is not None:
+            adversarial = hinge_generator_loss(discriminator(reconstruction))
+            balance = adaptive_adversarial_weight(reconstruction_loss, adversarial, model.last_layer)
+            loss = loss + stage.weight("adversarial") * balance * adversarial
+            logs.update(g_adv=adversarial.item(), adv_balance=balance.item())
+        logs["loss"] = loss.item()
+        return StepOutput(loss, logs, fake=reconstruction, real=hq)
+
+    def validate(self, model: VQTokenizer, batch):
+        hq = batch["hq"]
+        reconstruction, quantized = model(hq)
+        used, perplexity = codebook_usage(quantized.indices, self.config.codebook_size)
+        scores = {
+            "psnr_rgb": float(psnr(reconstruction.clamp(0, 1), hq).mean()),
+            "l1": float((reconstruction - hq).abs().mean()),
+            "codes_used": used,
+            "perplexity": perplexity,
+        }
+        return scores, [hq, reconstruction]

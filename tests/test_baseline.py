@@ -1,0 +1,76 @@
+"""The `baseline` restorer: built from a weights folder, fidelity knob, code accuracy, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facemend.config import to_dict
+from facemend.errors import FacemendError
+from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
+from facemend.models.code_transformer import CodeTransformerConfig
+from facemend.models.tokenizer import TokenizerConfig
+from facemend.weights import save_weights
+
+SMALL = BaselineConfig(
+    tokenizer=TokenizerConfig(image_size=32, channels=8, channel_mults=(1, 2, 2), codebook_size=64, codebook_dim=8),
+    transformer=CodeTransformerConfig(width=32, layers=1, heads=4),
+    fusion_levels=(0, 1),
+)
+
+
+@pytest.fixture
+def weights_folder(tmp_path):
+    torch.manual_seed(0)
+    model = BaselineModel(SMALL)
+    for block in model.fusion.blocks.values():  # away from the identity initialisation, as after training
+        torch.nn.init.normal_(block.shift.weight, std=0.1)
+    save_weights(tmp_path / "baseline", "baseline", to_dict(SMALL), model.state_dict())
+    return tmp_path / "baseline"
+
+
+def test_restores_faces_of_any_size_at_its_own(weights_folder):
+    restorer = BaselineRestorer.from_folder(weights_folder)
+    assert restorer.face_size == 32
+    faces = torch.rand(3, 3, 48, 48)
+    restored = restorer(faces)
+    assert restored.shape == faces.shape
+    assert restored.min() >= 0.0 and restored.max() <= 1.0
+
+
+def test_fidelity_moves_the_output_and_zero_is_the_codebook_answer(weights_folder):
+    restorer = BaselineRestorer.from_folder(weights_folder)
+    faces = torch.rand(2, 3, 32, 32)
+    lookup = restorer(faces, fidelity=0.0)
+    with torch.inference_mode():
+        out = restorer.model(faces)
+        decoded = restorer.model.tokenizer.decode_indices(out.indices).clamp(0, 1)
+    torch.testing.assert_close(lookup, decoded)
+    assert (restorer(faces, fidelity=1.0) - lookup).abs().mean() > 1e-3
+    with pytest.raises(FacemendError, match=r"knob 'fidelity' must be in \[0.0, 1.0\]"):
+        restorer(faces, fidelity=1.5)
+
+
+def test_code_accuracy_compares_predicted_and_target_codes(weights_folder):
+    restorer = BaselineRestorer.from_folder(weights_folder)
+    faces, targets = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    accuracy = restorer.code_accuracy(faces, targets)
+    assert accuracy.shape == (4,) and ((accuracy >= 0) & (accuracy <= 1)).all()
+    with torch.inference_mode():
+        out = restorer.model(faces, hq=targets)
+    assert torch.equal(accuracy, (out.indices == out.target_indices).float().mean(dim=(1, 2)))
+
+
+def test_wrong_or_damaged_weights_are_refused(weights_folder, tmp_path):
+    from facemend.models.tokenizer import VQTokenizer
+
+    save_weights(tmp_path / "tok", "tokenizer", to_dict(SMALL.tokenizer), VQTokenizer(SMALL.tokenizer).state_dict())
+    with pytest.raises(FacemendError, match="holds 'tokenizer' weights, expected 'baseline'"):
+        BaselineRestorer.from_folder(tmp_path / "tok")
+    config = (weights_folder / "config.json").read_text()
+    (weights_folder / "config.json").write_text(config.replace('"codebook_size": 64', '"codebook_size": 128'))
+    with pytest.raises(FacemendError, match="weights do not fit the model: .*wrong shape"):
+        BaselineRestorer.from_folder(weights_folder)
+    (weights_folder / "config.json").write_text(config.replace('"codebook_size": 64', '"codebook_size": -1'))
+    with pytest.raises(FacemendError, match="codebook_size must be >= 1"):
+        BaselineRestorer.from_folder(weights_folder)

@@ -1,0 +1,81 @@
+"""Typed configs: unknown keys rejected, errors name the bad field, YAML round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from facemend.config import ConfigError, build, load_yaml, to_dict
+from facemend.training.config import load_train_config
+
+
+@dataclass
+class Inner:
+    width: int = 8
+    mults: tuple[int, ...] = (1, 2)
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+
+
+@dataclass
+class Outer:
+    name: str
+    inner: Inner = field(default_factory=Inner)
+    items: list[Inner] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+
+
+def test_build_converts_nested_values():
+    config = build(Outer, {"name": "x", "inner": {"mults": [1, 2, 4]}, "items": [{"width": 3}], "weights": {"a": 1}})
+    assert config.inner.mults == (1, 2, 4)
+    assert config.items[0].width == 3
+    assert config.weights == {"a": 1.0} and isinstance(config.weights["a"], float)
+    assert build(Outer, to_dict(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "x", "inner": {"widht": 3}}, "inner.widht: unknown key"),
+        ({"name": "x", "inner": {"width": "3"}}, "inner.width: expected an integer"),
+        ({"name": "x", "inner": {"width": 0}}, "inner: width must be >= 1"),
+        ({"name": "x", "items": [{}, {"width": -1}]}, "items[1]: width must be >= 1"),
+        ({"name": "x", "weights": {"a": "big"}}, "weights.a: expected a number"),
+        ({"name": "x", "inner": {"width": True}}, "inner.width: expected an integer"),
+        ({"inner": {}}, "name: required"),
+        ({"name": 3}, "name: expected a string"),
+    ],
+)
+def test_errors_name_the_field(data, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        build(Outer, data)
+
+
+def test_repository_configs_load(tmp_path):
+    from conftest import REPO
+    from facemend.methods.registry import recipe_for
+
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_train_config(path)
+        recipe_for(config)  # validates the model and discriminator sections
+        assert config.name == path.stem
+
+
+def test_training_config_errors_name_file_and_field(tmp_path):
+    from conftest import REPO
+
+    text = (REPO / "configs" / "tokenizer-tiny.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  batch_size: 16", "  batch_size: 0"))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: data: batch_size must be >= 1"):
+        load_train_config(bad)
+    bad.write_text(text.replace("  grad_clip: 1.0", "  grad_clip: 1.0\n  gradclip: 2"))
+    with pytest.raises(ConfigError, match=r"trainer\.gradclip: unknown key"):
+        load_train_config(bad)
+    bad.write_text("stages: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(bad)
