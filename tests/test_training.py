@@ -188,6 +188,11 @@ def test_bad_training_configs_stop_with_the_field_named(prepared_faces, tmp_path
 
     result = _cli("train", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert result.returncode == 2 and "no such config file" in result.stderr
+    path.write_text(yaml.safe_dump(small_config(prepared_faces, tmp_path / "runs")))
+    result = _cli("train", str(path), "--init", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "--init needs --stage" in result.stderr
+    result = _cli("train", str(path), "--resume", cwd=tmp_path)
+    assert result.returncode == 2 and "nothing to resume" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 

@@ -68,3 +68,28 @@ def test_mismatched_weights_name_the_keys():
     state["0.weight"] = torch.zeros(1, 1, 1, 1)
     with pytest.raises(FacemendError, match=r"1 missing \(1\.bias\); 1 unexpected \(extra\.weight\); 1 wrong shape"):
         load_into(_module(), state, "w")
+
+
+def test_bundled_weights_are_checked_against_the_registry(tmp_path, monkeypatch):
+    import facemend.weights as weights
+
+    monkeypatch.setattr(weights, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(weights, "REGISTRY", tmp_path / "registry.json")
+    save_weights(tmp_path / "thing-tiny", "thing", {}, _module().state_dict(), dtype=torch.float16)
+    weights.register_bundled("thing-tiny")
+    assert weights.bundled("thing-tiny").kind == "thing"
+    with pytest.raises(FacemendError, match="no bundled weights called 'other'; bundled: thing-tiny"):
+        weights.bundled("other")
+    path = tmp_path / "thing-tiny" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(FacemendError, match="sha256 does not match the registry"):
+        weights.bundled("thing-tiny")
+
+
+def test_repository_registry_matches_the_bundled_files():
+    from facemend.weights import bundled, bundled_registry
+
+    for name in bundled_registry():
+        assert bundled(name).state_dict

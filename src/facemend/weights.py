@@ -61,7 +61,8 @@ def save_weights(
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE))
         (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        os.chmod(staging, 0o755)
+        for path in (staging, staging / WEIGHTS_FILE, staging / CONFIG_FILE):  # mkdtemp's 0700 is for staging only
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)

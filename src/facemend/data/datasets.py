@@ -38,7 +38,7 @@ class DataConfig:
     degradation: Preset = TRAIN_DEGRADATION  # LQ ranges, stated for 512-px faces and scaled to `size`
     gray_prob: float = 0.1  # share of LQ faces made greyscale (old photographs)
     cache_dir: str = "runs/cache"  # decoded faces are kept here as .npy, keyed by the file list
-    val_faces: int = 64  # validation faces scored at every sample step
+    val_faces: int = 64  # validation faces (spread over the val split) scored at every sample step
 
     def __post_init__(self) -> None:
         for name in ("size", "batch_size", "val_faces"):

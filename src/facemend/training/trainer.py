@@ -103,7 +103,8 @@ def train(
     data = config.data
     with fabric.rank_zero_first():
         train_faces = load_faces(Path(data.root) / "train", data.size, data.cache_dir)
-        val_faces = load_faces(Path(data.root) / "val", data.size, data.cache_dir)[: data.val_faces]
+        val_faces = load_faces(Path(data.root) / "val", data.size, data.cache_dir)
+    val_faces = val_faces[np.linspace(0, len(val_faces) - 1, min(data.val_faces, len(val_faces))).astype(int)]
     degradation = data.degradation if recipe.paired else None
     validation = FaceDataset(
         val_faces, seed=config.seed + 10_000, flip=False, degradation=degradation, gray_prob=data.gray_prob
