@@ -117,6 +117,11 @@ def train(
     elif resume:
         meta = torch.load(checkpoint, map_location="cpu", weights_only=True)
         first, resume_step = int(meta["stage"]), int(meta["step"])
+        saved_name = meta.get("stage_name", names[first] if first < len(names) else None)
+        if first >= len(names) or saved_name != names[first]:
+            raise FacemendError(
+                f"{checkpoint}: saved in stage {saved_name!r}, which is not stages[{first}] of the config"
+            )
         if resume_step >= config.stages[first].steps:  # that stage had finished
             first, resume_step = first + 1, 0
         resume = resume_step > 0
@@ -230,7 +235,11 @@ def train(
                 if step == stage.steps:
                     _export(fabric, recipe, ema.module, run_dir / stage.name, config, stage, step)
                 if due or step == stage.steps:
-                    _save(fabric, checkpoint, {**state, "stage": index, "step": step, "rng": torch.get_rng_state()})
+                    _save(
+                        fabric,
+                        checkpoint,
+                        {**state, "stage": index, "stage_name": stage.name, "step": step, "rng": torch.get_rng_state()},
+                    )
                     last_save = time.monotonic()
                 if stop and step < stage.steps:
                     bar.close()
