@@ -91,7 +91,10 @@ def train(
         num_nodes=trainer.num_nodes,
         strategy="ddp" if trainer.devices * trainer.num_nodes > 1 else "auto",
         precision=trainer.precision,
-        loggers=[CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")],
+        loggers=[
+            CSVLogger(run_dir, name="csv", flush_logs_every_n_steps=1),
+            TensorBoardLogger(run_dir, name="tensorboard"),
+        ],
     )
     fabric.launch()
     if trainer.threads or fabric.world_size > 1:
