@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from facemend.models.blocks import GridPositionEmbedding
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
 from facemend.models.discriminator import DiscriminatorConfig, PatchDiscriminator
 from facemend.models.fusion import FidelityFusion
@@ -68,6 +69,12 @@ def test_code_transformer_logits_and_position_resizing():
     transformer = CodeTransformer(CodeTransformerConfig(width=32, layers=1, heads=4), 16, 64, grid=4)
     assert transformer(torch.randn(2, 16, 4, 4)).shape == (2, 16, 64)
     assert transformer(torch.randn(1, 16, 6, 6)).shape == (1, 36, 64)
+
+
+def test_grid_position_embedding_is_its_weight_at_the_trained_grid_and_resizes_for_others():
+    position = GridPositionEmbedding(8, grid=4)
+    torch.testing.assert_close(position(4, 4), position.weight.flatten(2).transpose(1, 2))
+    assert position(6, 3).shape == (1, 18, 8)
 
 
 def test_fusion_weight_zero_leaves_decoder_features_untouched():

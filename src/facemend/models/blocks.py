@@ -1,4 +1,5 @@
-"""Convolutional building blocks shared by the tokenizer's encoder and decoder (and later the UNet)."""
+"""Building blocks shared by the networks: convolutional blocks of the tokenizer (and later the UNet), and
+position embeddings of token grids."""
 
 from __future__ import annotations
 
@@ -50,6 +51,21 @@ class AttnBlock(nn.Module):
         q, k, v = rearrange(self.qkv(self.norm(x)), "b (three c) h w -> three b 1 (h w) c", three=3)
         out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(rearrange(out, "b 1 (h w) c -> b c h w", h=height))
+
+
+class GridPositionEmbedding(nn.Module):
+    """Learned 2-D position embeddings for a `grid × grid` token grid, resized bicubically for other grids."""
+
+    def __init__(self, dim: int, grid: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, dim, grid, grid) * 0.02)
+
+    def forward(self, height: int, width: int) -> torch.Tensor:
+        """→ `1 (h w) d`, to add to a flattened token grid."""
+        weight = self.weight
+        if weight.shape[2:] != (height, width):
+            weight = F.interpolate(weight, size=(height, width), mode="bicubic", align_corners=False)
+        return rearrange(weight, "1 d h w -> 1 (h w) d")
 
 
 class Downsample(nn.Module):

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from facemend.models.blocks import GridPositionEmbedding
 
 
 @dataclass
@@ -30,13 +31,13 @@ class CodeTransformerConfig:
 
 
 class CodeTransformer(nn.Module):
-    """`b d h w` latent → `b (h w) n` logits over `codebook_size` codes. Learned 2-D position embeddings for a
-    `grid × grid` token grid, resized bicubically for other grids."""
+    """`b d h w` latent → `b (h w) n` logits over `codebook_size` codes, with learned 2-D position embeddings
+    (trained for a `grid × grid` token grid, resized for others)."""
 
     def __init__(self, config: CodeTransformerConfig, latent_dim: int, codebook_size: int, grid: int):
         super().__init__()
         self.proj_in = nn.Linear(latent_dim, config.width)
-        self.position = nn.Parameter(torch.randn(1, config.width, grid, grid) * 0.02)
+        self.position = GridPositionEmbedding(config.width, grid)
         layer = nn.TransformerEncoderLayer(
             config.width,
             config.heads,
@@ -53,8 +54,5 @@ class CodeTransformer(nn.Module):
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """`b d h w` → logits `b (h w) n`."""
         height, width = latent.shape[2:]
-        position = self.position
-        if position.shape[2:] != (height, width):
-            position = F.interpolate(position, size=(height, width), mode="bicubic", align_corners=False)
-        tokens = self.proj_in(rearrange(latent, "b d h w -> b (h w) d")) + rearrange(position, "1 c h w -> 1 (h w) c")
+        tokens = self.proj_in(rearrange(latent, "b d h w -> b (h w) d")) + self.position(height, width)
         return self.head(self.norm(self.blocks(tokens)))
