@@ -74,3 +74,24 @@ def test_wrong_or_damaged_weights_are_refused(weights_folder, tmp_path):
     (weights_folder / "config.json").write_text(config.replace('"codebook_size": 64', '"codebook_size": -1'))
     with pytest.raises(FacemendError, match="codebook_size must be >= 1"):
         BaselineRestorer.from_folder(weights_folder)
+
+
+def test_a_weights_folder_is_a_model_spec(weights_folder, tmp_path):
+    from facemend.methods.registry import resolve_model
+    from facemend.models.tokenizer import VQTokenizer
+
+    restorer, knobs = resolve_model(f"{weights_folder}:fidelity=0.25")
+    assert isinstance(restorer, BaselineRestorer) and knobs == {"fidelity": 0.25}
+    assert restorer(torch.rand(1, 3, 32, 32), **knobs).shape == (1, 3, 32, 32)
+    save_weights(tmp_path / "tok", "tokenizer", to_dict(SMALL.tokenizer), VQTokenizer(SMALL.tokenizer).state_dict())
+    with pytest.raises(FacemendError, match="holds 'tokenizer' weights, which restore nothing"):
+        resolve_model(str(tmp_path / "tok"))
+    with pytest.raises(FacemendError, match="not a weights folder"):
+        resolve_model(str(tmp_path / "nothing-here"))
+
+
+def test_paper_scale_model_without_weights_says_how_to_get_them():
+    from facemend.methods.registry import resolve_model
+
+    with pytest.raises(FacemendError, match=r"'baseline-base' has no bundled weights: train it .*--model runs/"):
+        resolve_model("baseline-base")

@@ -1,4 +1,6 @@
-"""Model specs `NAME[:knob=value,…]` → a `Restorer` and validated knob values.
+"""Model specs `NAME[:knob=value,…]` → a `Restorer` and validated knob values. NAME is a registered model or a
+weights folder (`runs/baseline-tiny/fusion`: any folder holding `config.json` + `model.safetensors` of a
+restorer's kind, e.g. weights a user trained).
 
 The registry is the only place that knows every method; methods never import each other.
 """
@@ -6,9 +8,11 @@ The registry is the only place that knows every method; methods never import eac
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facemend.config import ConfigError
@@ -16,7 +20,7 @@ from facemend.errors import FacemendError
 from facemend.methods.base import Knob, Restorer
 from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
-from facemend.weights import bundled, bundled_registry
+from facemend.weights import bundled, bundled_registry, load_weights
 
 if TYPE_CHECKING:
     from facemend.training.config import TrainConfig
@@ -33,8 +37,22 @@ class ModelInfo:
     knobs: tuple[Knob, ...]  # declared without building, so listing models loads nothing
 
 
+# weights-folder kind → the restorer built from such a folder
+RESTORER_KINDS = {"baseline": BaselineRestorer}
+
+
 def _bundled_baseline() -> Restorer:
     return BaselineRestorer.from_weights(bundled(BUNDLED_BASELINE), f"bundled weights {BUNDLED_BASELINE!r}")
+
+
+def _untrained(name: str, config: str, export: str) -> Callable[[], Restorer]:
+    def build() -> Restorer:
+        raise FacemendError(
+            f"model {name!r} has no bundled weights: train it (facemend train {config}), then pass its weights "
+            f"folder as the model (--model {export})"
+        )
+
+    return build
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -50,6 +68,12 @@ MODELS: dict[str, ModelInfo] = {
             "baseline",
             "CodeFormer-style codebook lookup with controllable fidelity (tiny: 128-px faces)",
             _bundled_baseline,
+            BaselineRestorer.knobs,
+        ),
+        ModelInfo(
+            "baseline-base",
+            "baseline at paper scale (512-px faces; no bundled weights: configs/baseline-base.yaml)",
+            _untrained("baseline-base", "configs/baseline-base.yaml", "runs/baseline-base/fusion"),
             BaselineRestorer.knobs,
         ),
     ]
@@ -110,13 +134,28 @@ def recipe_for(config: TrainConfig) -> Recipe:
 
 def model_info(name: str) -> ModelInfo:
     if name not in MODELS:
-        raise FacemendError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+        raise FacemendError(f"unknown model {name!r}; available: {', '.join(MODELS)}, or a weights folder")
     return MODELS[name]
+
+
+def is_weights_folder(name: str) -> bool:
+    return name not in MODELS and (os.sep in name or "/" in name or Path(name).is_dir())
+
+
+def restorer_from_folder(folder: str | Path) -> Restorer:
+    """The restorer of a weights folder, by the kind its `config.json` names."""
+    weights = load_weights(folder)
+    if weights.kind not in RESTORER_KINDS:
+        kinds = ", ".join(RESTORER_KINDS)
+        raise FacemendError(f"{folder}: holds {weights.kind!r} weights, which restore nothing (restorers: {kinds})")
+    return RESTORER_KINDS[weights.kind].from_weights(weights, folder)
 
 
 @lru_cache(maxsize=8)
 def load_restorer(name: str) -> Restorer:
-    """The restorer called `name`, built (and its weights loaded) once per process."""
+    """The restorer called `name` (or stored in the weights folder `name`), built once per process."""
+    if is_weights_folder(name):
+        return restorer_from_folder(name)
     return model_info(name).build()
 
 

@@ -27,6 +27,7 @@ class StageConfig:
     disc_start: int = 0  # stage step at which the adversarial loss (if weighted) starts
     disc_lr: float | None = None  # discriminator learning rate (default: lr)
     init: str | None = None  # weights folder loaded when the stage starts fresh (else: the previous stage's)
+    ema_warmup: bool = False  # EMA decay ramps up as min(ema_decay, (1 + n) / (10 + n)) over the stage's updates
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

@@ -3,6 +3,10 @@
 A module may name parameters in `ema_exempt`: those are copied from the live model instead of averaged. A VQ
 codebook whose dead codes are restarted needs this: an averaged restarted code would sit between its old and
 its new place for thousands of steps, matching no encoder output.
+
+With `warmup`, the n-th update averages with decay min(decay, (1 + n) / (10 + n)) (n = 0 copies): a short stage's average
+then follows its weights instead of keeping a share of its starting point (at a constant 0.999, 13.5% of the
+average is still the starting weights after 2,000 steps).
 """
 
 from __future__ import annotations
@@ -12,9 +16,22 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
+def warmup_decay(decay: float, updates: int) -> float:
+    """The decay of update `updates` (0-based) under EMA warm-up."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
 class EMA:
-    def __init__(self, model: nn.Module, decay: float):
-        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay)).eval()
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
+        if warmup:
+            def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+                weight = 1.0 - warmup_decay(decay, int(updates))
+                for mean, live in zip(averaged, current, strict=True):
+                    mean.lerp_(live, weight)
+
+            self.averaged = AveragedModel(model, multi_avg_fn=average).eval()
+        else:
+            self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay)).eval()
 
     @property
     def module(self) -> nn.Module:

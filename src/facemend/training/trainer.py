@@ -148,7 +148,7 @@ def train(
                 _initialise(model, recipe, config, index, fabric)
             for name, child in model.named_children():
                 child.requires_grad_(name in stage.trainable)
-            ema = EMA(model, trainer.ema_decay)
+            ema = EMA(model, trainer.ema_decay, stage.ema_warmup)
             parameters = [p for p in model.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(parameters, stage.lr, betas=stage.betas, weight_decay=stage.weight_decay)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s, stage=stage: stage.lr_factor(s))
