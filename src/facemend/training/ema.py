@@ -4,9 +4,9 @@ A module may name parameters in `ema_exempt`: those are copied from the live mod
 codebook whose dead codes are restarted needs this: an averaged restarted code would sit between its old and
 its new place for thousands of steps, matching no encoder output.
 
-With `warmup`, the n-th update averages with decay min(decay, (1 + n) / (10 + n)) (n = 0 copies): a short stage's average
-then follows its weights instead of keeping a share of its starting point (at a constant 0.999, 13.5% of the
-average is still the starting weights after 2,000 steps).
+With `warmup`, the n-th update averages with decay min(decay, (1 + n) / (10 + n)) (n = 0 copies): a short
+stage's average then follows its weights instead of keeping a share of its starting point (at a constant
+0.999, 13.5% of the average is still the starting weights after 2,000 steps).
 """
 
 from __future__ import annotations
