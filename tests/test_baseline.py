@@ -95,3 +95,21 @@ def test_paper_scale_model_without_weights_says_how_to_get_them():
 
     with pytest.raises(FacemendError, match=r"'baseline-base' has no bundled weights: train it .*--model runs/"):
         resolve_model("baseline-base")
+
+
+def test_bundled_baseline_is_the_default_and_fidelity_trades_pixels_for_the_prior(astronaut_face):
+    from facemend.data.degradation import PRESETS, degrade, image_rng, sample_params
+    from facemend.methods.registry import DEFAULT_MODEL, load_restorer
+    from facemend.metrics.pixel import psnr
+
+    assert DEFAULT_MODEL == "baseline"
+    restorer = load_restorer("baseline")
+    assert restorer.face_size == 128
+    rng = image_rng(0, "astronaut")
+    lq = degrade(astronaut_face, sample_params(rng, PRESETS["medium"], 128), rng)
+    clean, lq = (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in (astronaut_face, lq))
+    by_fidelity = {w: restorer(lq, fidelity=w) for w in (0.0, 1.0)}
+    assert psnr(by_fidelity[1.0], clean) > psnr(by_fidelity[0.0], clean) + 1.0
+    assert psnr(by_fidelity[1.0], clean) > psnr(lq, clean)
+    # the LQ encoder of a trained model predicts most of a clean face's own codes
+    assert restorer.code_accuracy(clean, clean).item() > 0.4

@@ -15,7 +15,7 @@ import facemend
 from conftest import REPO
 from facemend.cli import main
 from facemend.errors import FacemendError
-from facemend.methods.registry import ModelSpec, resolve_model
+from facemend.methods.registry import DEFAULT_MODEL, ModelSpec, load_restorer, resolve_model
 
 
 def save(path: Path, image: np.ndarray) -> Path:
@@ -54,7 +54,8 @@ def test_restore_folder_keeps_sizes_and_writes_unchanged_photo_without_face(tmp_
     assert np.array_equal(unchanged, np.asarray(Image.open(photos / "noface.png")))
     assert "no face found" in err and "noface.png" in err
     assert (tmp_path / "out" / "cropped_faces" / "face_00.png").is_file()
-    assert Image.open(tmp_path / "out" / "restored_faces" / "face_00.png").size == (512, 512)
+    size = load_restorer(DEFAULT_MODEL).face_size  # face crops are saved at the model's face size
+    assert Image.open(tmp_path / "out" / "restored_faces" / "face_00.png").size == (size, size)
     assert "2 photos written, 1 faces restored" in err
 
 
@@ -161,7 +162,7 @@ def test_missing_input_and_empty_folder(tmp_path, capsys):
 def test_models_lists_knobs(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "classical (default)" in out and "fidelity (float, default 0.3, range [0.0, 1.0])" in out
+    assert f"{DEFAULT_MODEL} (default)" in out and "fidelity (float, default 0.3, range [0.0, 1.0])" in out
 
 
 def test_model_spec_parsing():
@@ -173,11 +174,11 @@ def test_model_spec_parsing():
 
 
 def test_python_api_keeps_type_and_layout(astronaut):
-    out = facemend.restore(astronaut, fidelity=0.5)
+    out = facemend.restore(astronaut, model="classical", fidelity=0.5)
     assert out.shape == astronaut.shape and out.dtype == np.uint8
     assert not np.array_equal(out, astronaut)
-    # fidelity 1 returns the crop unchanged: only the warp there and back touches the photo, by a few levels
-    difference = np.abs(facemend.restore(astronaut, fidelity=1.0).astype(int) - astronaut)
+    # classical at fidelity 1 returns the crop unchanged: only the warp there and back touches the photo
+    difference = np.abs(facemend.restore(astronaut, model="classical", fidelity=1.0).astype(int) - astronaut)
     assert difference.mean() < 0.05 and difference.max() <= 6
     pil = facemend.restore(Image.fromarray(astronaut).convert("L"))
     assert isinstance(pil, Image.Image) and pil.mode == "L" and pil.size == (512, 512)

@@ -134,6 +134,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{info.name}{default}: {info.description}")
         for knob in info.knobs:
             print(f"    {knob.describe()}: {knob.help}")
+    print("or a weights folder of your own training (config.json + model.safetensors): --model runs/NAME/STAGE")
     return 0
 
 

@@ -90,7 +90,7 @@ class BaselineModel(nn.Module):
 
 class BaselineRestorer(Restorer):
     name = "baseline"
-    knobs = (Knob("fidelity", float, 0.5, 0.0, 1.0, "0 = most quality (the codebook's answer), 1 = most fidelity"),)
+    knobs = (Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = most quality (the codebook's answer), 1 = most fidelity"),)
 
     def __init__(self, model: BaselineModel):
         self.model = model.eval().requires_grad_(False)

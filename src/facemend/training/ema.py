@@ -24,6 +24,7 @@ def warmup_decay(decay: float, updates: int) -> float:
 class EMA:
     def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
         if warmup:
+
             def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
                 weight = 1.0 - warmup_decay(decay, int(updates))
                 for mean, live in zip(averaged, current, strict=True):
