@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 
 def warmup_decay(decay: float, updates: int) -> float:
@@ -23,16 +23,11 @@ def warmup_decay(decay: float, updates: int) -> float:
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
-        if warmup:
+        def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+            weight = 1.0 - (warmup_decay(decay, int(updates)) if warmup else decay)
+            torch._foreach_lerp_(averaged, current, weight)
 
-            def average(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
-                weight = 1.0 - warmup_decay(decay, int(updates))
-                for mean, live in zip(averaged, current, strict=True):
-                    mean.lerp_(live, weight)
-
-            self.averaged = AveragedModel(model, multi_avg_fn=average).eval()
-        else:
-            self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay)).eval()
+        self.averaged = AveragedModel(model, multi_avg_fn=average).eval()
 
     @property
     def module(self) -> nn.Module:
