@@ -113,3 +113,31 @@ def test_bundled_baseline_is_the_default_and_fidelity_trades_pixels_for_the_prio
     assert psnr(by_fidelity[1.0], clean) > psnr(lq, clean)
     # the LQ encoder of a trained model predicts most of a clean face's own codes
     assert restorer.code_accuracy(clean, clean).item() > 0.4
+
+
+def test_fusion_stage_can_start_from_weights_with_other_fused_levels(weights_folder):
+    from facemend.training.config import StageConfig
+    from facemend.training.recipes.baseline import BaselineRecipe
+    from facemend.weights import load_weights
+
+    more_levels = to_dict(SMALL) | {"fusion_levels": [0, 1, 2]}
+    recipe = BaselineRecipe(more_levels, {})
+    model = recipe.build_model()
+    fresh_fusion = {key: value.clone() for key, value in model.state_dict().items() if key.startswith("fusion.")}
+    stage = StageConfig(name="fusion", steps=1, trainable=("fusion",), losses={"l1": 1.0})
+    weights = load_weights(weights_folder, "baseline")
+    recipe.initialize(model, weights, stage)
+    state = model.state_dict()
+    kept = {key: value for key, value in weights.state_dict.items() if not key.startswith("fusion.")}
+    assert all(torch.equal(state[key], value) for key, value in kept.items())
+    assert all(torch.equal(state[key], value) for key, value in fresh_fusion.items())
+
+
+def test_fidelity_draw_is_uniform_or_at_the_two_ends():
+    from facemend.training.recipes.baseline import _draw_fidelity
+
+    torch.manual_seed(0)
+    uniform = _draw_fidelity(4000, None, "cpu")
+    assert uniform.min() > 0.0 and uniform.max() < 1.0 and abs(uniform.mean() - 0.5) < 0.03
+    ends = _draw_fidelity(4000, 0.75, "cpu")
+    assert set(ends.unique().tolist()) == {0.0, 1.0} and abs(ends.mean() - 0.75) < 0.03

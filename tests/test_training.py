@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO
+from facemend.config import ConfigError
 from facemend.methods.registry import recipe_for
 from facemend.training.config import load_train_config
 from facemend.training.trainer import train
@@ -100,7 +101,7 @@ def test_tiny_tokenizer_config_learns(prepared_faces, tmp_path):
 def test_tiny_baseline_config_learns(prepared_faces, tmp_path):
     from facemend.config import to_dict
     from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
-    from facemend.weights import save_weights
+    from facemend.weights import load_weights, save_weights
 
     config = tiny("baseline-tiny", prepared_faces, tmp_path, steps=10)
     tokenizer_config = TokenizerConfig(**config["model"]["tokenizer"])
@@ -114,7 +115,12 @@ def test_tiny_baseline_config_learns(prepared_faces, tmp_path):
     assert sum(ce[-3:]) < 0.9 * sum(ce[:3])
     l1 = stage_losses(result.run_dir, "fusion", "l1")
     assert sum(l1[-3:]) < sum(l1[:3])
-    assert (result.run_dir / "fusion" / "model.safetensors").exists()
+    # the fusion stage trains `fusion` and `tokenizer.decoder` only: the lookup stage's parts come through intact
+    lookup, fusion = (load_weights(result.run_dir / stage, "baseline").state_dict for stage in ("lookup", "fusion"))
+    changed = {".".join(key.split(".")[:2]) for key in lookup if not torch.equal(lookup[key], fusion[key])}
+    assert "tokenizer.decoder" in changed and {key for key in changed if key.startswith("fusion.")}
+    assert not {key for key in changed if key.split(".")[0] in ("lq_encoder", "transformer")}
+    assert not {key for key in changed if key.startswith(("tokenizer.encoder", "tokenizer.quantizer"))}
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -185,6 +191,15 @@ def test_bad_training_configs_stop_with_the_field_named(prepared_faces, tmp_path
     path.write_text(yaml.safe_dump(config))
     result = _cli("train", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "stages[0].trainable: no module 'transformer'" in result.stderr
+    config["stages"][0]["trainable"] = ["encoder", "decoder.nope"]
+    path.write_text(yaml.safe_dump(config))
+    result = _cli("train", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "stages[0].trainable: no module 'decoder.nope'" in result.stderr
+
+    config = small_config(prepared_faces, tmp_path / "runs")
+    config["stages"][0]["fidelity_one_share"] = 1.5
+    with pytest.raises(ConfigError, match=r"stages\[0\]: fidelity_one_share must be in \[0, 1\]"):
+        load_train_config(config)
 
     result = _cli("train", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert result.returncode == 2 and "no such config file" in result.stderr
@@ -206,11 +221,12 @@ def test_base_configs_build_and_take_one_training_step(name):
     torch.manual_seed(0)
     batch = {"hq": torch.rand(1, 3, size, size), "lq": torch.rand(1, 3, size, size)}
     for stage in config.stages:
-        for child_name, child in model.named_children():
-            child.requires_grad_(child_name in stage.trainable)
+        model.requires_grad_(False)
+        for module in stage.trainable:
+            model.get_submodule(module).requires_grad_(True)
         model.zero_grad()
         out = recipe.generator_step(model, batch, stage, discriminator if stage.weight("adversarial") else None)
         out.loss.backward()
         assert torch.isfinite(out.loss)
-        trained = [p for name, child in model.named_children() if name in stage.trainable for p in child.parameters()]
+        trained = [p for module in stage.trainable for p in model.get_submodule(module).parameters()]
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)

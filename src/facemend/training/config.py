@@ -28,6 +28,8 @@ class StageConfig:
     disc_lr: float | None = None  # discriminator learning rate (default: lr)
     init: str | None = None  # weights folder loaded when the stage starts fresh (else: the previous stage's)
     ema_warmup: bool = False  # EMA decay ramps up as min(ema_decay, (1 + n) / (10 + n)) over the stage's updates
+    fidelity_one_share: float | None = None  # baseline fusion: share of faces trained at w = 1, the rest at w = 0
+    # (None: w ~ U(0, 1) per face)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -42,6 +44,8 @@ class StageConfig:
             raise ValueError("warmup_steps and disc_start must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.fidelity_one_share is not None and not 0.0 <= self.fidelity_one_share <= 1.0:
+            raise ValueError(f"fidelity_one_share must be in [0, 1], got {self.fidelity_one_share}")
         bad = [name for name, weight in self.losses.items() if weight < 0]
         if bad:
             raise ValueError(f"losses.{bad[0]} must be >= 0")

@@ -48,17 +48,27 @@ class TrainResult:
 
 def check_config(config: TrainConfig, recipe: Recipe) -> None:
     """Stage fields that only the recipe can judge: loss names and module names."""
-    modules = [name for name, _ in recipe.build_model().named_children()]
+    model = recipe.build_model()
+    modules = [name for name, _ in model.named_children()]
+    known_paths = {name for name, _ in model.named_modules() if name}
     for i, stage in enumerate(config.stages):
         for loss in stage.losses:
             if loss not in recipe.losses:
                 known = ", ".join(sorted(recipe.losses))
                 raise ConfigError(f"stages[{i}].losses.{loss}: unknown loss for recipe {recipe.name!r} ({known})")
         for module in stage.trainable:
-            if module not in modules:
+            if module not in known_paths:
                 raise ConfigError(f"stages[{i}].trainable: no module {module!r} (modules: {', '.join(modules)})")
         if stage.weight("adversarial") > 0 and recipe.build_discriminator() is None:
             raise ConfigError(f"stages[{i}].losses.adversarial: recipe {recipe.name!r} has no discriminator")
+
+
+def _set_trainable(model: torch.nn.Module, trainable: tuple[str, ...]) -> None:
+    """Freeze `model` but the submodules named in `trainable` (children or dotted paths such as
+    `tokenizer.decoder`)."""
+    model.requires_grad_(False)
+    for name in trainable:
+        model.get_submodule(name).requires_grad_(True)
 
 
 def train(
@@ -146,8 +156,7 @@ def train(
             discriminator = recipe.build_discriminator() if stage.weight("adversarial") > 0 else None
             if not (resume and index == first):
                 _initialise(model, recipe, config, index, fabric)
-            for name, child in model.named_children():
-                child.requires_grad_(name in stage.trainable)
+            _set_trainable(model, stage.trainable)
             ema = EMA(model, trainer.ema_decay, stage.ema_warmup)
             parameters = [p for p in model.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(parameters, stage.lr, betas=stage.betas, weight_decay=stage.weight_decay)
@@ -183,10 +192,9 @@ def train(
                 torch.set_rng_state(remainder["rng"])
                 fabric.print(f"resumed {stage.name} at step {step}")
 
-            model.train()
-            for name, child in model.module.named_children():  # the model's own parts, not Fabric's wrappers
-                if name not in stage.trainable:
-                    child.eval()
+            model.eval()  # frozen parts stay in eval mode (norm statistics, quantizer restarts)
+            for name in stage.trainable:
+                model.module.get_submodule(name).train()  # the model's own parts, not Fabric's wrappers
             if discriminator is not None:
                 discriminator.train()
 

@@ -2,9 +2,14 @@
 
 - `lookup`: LQ encoder + transformer learn the HQ face's codes: cross-entropy on the code indices plus MSE
   between the (unit-normalised) LQ latent and the HQ codes. The decoder is not run.
-- `fusion`: the fusion blocks learn to blend LQ encoder features into the frozen decoder. Each face draws its
-  own fidelity w ~ U(0, 1); the loss is L1 + perceptual + (1 − w) × adversarial, so w = 1 is pulled toward the
-  ground truth's pixels and lower w leaves more to the codebook and the discriminator.
+- `fusion`: the fusion blocks (and, if the stage says so, the decoder) learn to blend LQ encoder features into
+  the decoder; loss L1 + perceptual + adversarial. How each face's fidelity w is drawn:
+  - `fidelity_one_share: p` (CodeFormer's way): w = 1 with probability p, else w = 0; every face gets the
+    adversarial loss. The fusion learns the full correction at w = 1; w = 0 keeps the decoder a decoder of
+    looked-up codes.
+  - unset: w ~ U(0, 1) and the adversarial loss is weighted by 1 − w. The fusion's networks never see w, so
+    they learn one correction c for all w; under L2 its best size is E[w] / E[w²] = 1.5 times the correction
+    that w = 1 needs, which over-shoots at w = 1 (the first bundled baseline was trained this way).
 """
 
 from __future__ import annotations
@@ -37,14 +42,19 @@ class BaselineRecipe(Recipe):
         if weights.kind == "tokenizer":
             model.initialize_from_tokenizer(weights)
         elif weights.kind == KIND:
-            load_into(model, weights.state_dict, f"stage {stage.name!r}")
+            state = weights.state_dict
+            if tuple(weights.config.get("fusion_levels", ())) != model.config.fusion_levels:
+                # other fused levels: start the fusion afresh, keep everything else (e.g. fusion after lookup)
+                fresh = {key: value for key, value in model.state_dict().items() if key.startswith("fusion.")}
+                state = {key: value for key, value in state.items() if not key.startswith("fusion.")} | fresh
+            load_into(model, state, f"stage {stage.name!r}")
         else:
             raise FacemendError(f"stage {stage.name!r}: cannot start baseline from {weights.kind!r} weights")
 
     def generator_step(self, model, batch, stage: StageConfig, discriminator) -> StepOutput:
         lq, hq = batch["lq"], batch["hq"]
         decode = any(stage.weight(name) for name in ("l1", "perceptual", "adversarial"))
-        fidelity = torch.rand(lq.shape[0], device=lq.device) if decode else None
+        fidelity = _draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device) if decode else None
         out = model(lq, fidelity=fidelity, hq=hq)
         logs = {"code_acc": (out.indices == out.target_indices).float().mean().item()}
         loss = torch.zeros((), device=lq.device)
@@ -65,7 +75,8 @@ class BaselineRecipe(Recipe):
             logs.update(l1=l1.item(), perceptual=perceptual.item())
             if discriminator is not None:
                 realism = discriminator(images).mean(dim=(1, 2, 3))
-                adversarial = -((1.0 - fidelity) * realism).mean()  # hinge generator loss, weighted by 1 − w
+                weight = 1.0 - fidelity if stage.fidelity_one_share is None else torch.ones_like(fidelity)
+                adversarial = -(weight * realism).mean()  # hinge generator loss
                 last_layer = model.tokenizer.decoder.conv_out.weight
                 if last_layer.requires_grad:
                     balance = adaptive_adversarial_weight(reconstruction, adversarial, last_layer)
@@ -89,6 +100,12 @@ class BaselineRecipe(Recipe):
         scores["code_acc"] = float((out.indices == out.target_indices).float().mean())
         scores["psnr_rgb_lq"] = float(psnr(lq, hq).mean())
         return scores, [*rows, hq]
+
+
+def _draw_fidelity(count: int, one_share: float | None, device) -> torch.Tensor:
+    if one_share is None:
+        return torch.rand(count, device=device)
+    return (torch.rand(count, device=device) < one_share).float()
 
 
 def _last_fusion_layer(model) -> torch.Tensor:
