@@ -1,6 +1,7 @@
 """Restoration speed of `baseline` (benchmark, not a test): seconds per aligned face for the bundled tiny model
 and for the paper-scale `base` config (random weights: speed does not depend on them), at batch 1 and 8, in
-one run; then the wall time of a whole `facemend restore --aligned` process over 64 faces.
+fp32 and bf16, in one run; then the wall time of a whole `facemend restore --aligned` process over 64 faces
+(default precision).
 
     LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/benchmark_speed.py data/facemend-test-128/medium/lq
 
@@ -23,18 +24,19 @@ import torch
 from facemend.config import build
 from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
 from facemend.methods.registry import load_restorer
+from facemend.precision import resolve_precision
 from facemend.training.config import load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def seconds_per_face(restorer: BaselineRestorer, size: int, batch: int, repeats: int = 5) -> float:
+def seconds_per_face(restorer: BaselineRestorer, size: int, batch: int, precision: str, repeats: int = 5) -> float:
     faces = torch.rand(batch, 3, size, size)
-    restorer(faces)  # warm-up
+    restorer(faces, precision=precision)  # warm-up
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        restorer(faces)
+        restorer(faces, precision=precision)
         times.append(time.perf_counter() - began)
     return statistics.median(times) / batch
 
@@ -49,11 +51,13 @@ def main() -> None:
     tiny = load_restorer("baseline")
     base_config = load_train_config(REPO / "configs" / "baseline-base.yaml")
     base = BaselineRestorer(BaselineModel(build(BaselineConfig, base_config.model, "model")))
-    print("| model | face px | batch | s / face |\n|---|---|---|---|")
+    print(f"`--precision auto` is {resolve_precision('auto')} on this CPU")
+    print("| model | face px | precision | batch | s / face |\n|---|---|---|---|---|")
     for name, restorer in (("baseline (bundled tiny)", tiny), ("baseline-base (random weights)", base)):
-        for batch in (1, 8):
-            seconds = seconds_per_face(restorer, restorer.face_size, batch)
-            print(f"| {name} | {restorer.face_size} | {batch} | {seconds:.4f} |", flush=True)
+        for precision in ("fp32", "bf16"):
+            for batch in (1, 8):
+                seconds = seconds_per_face(restorer, restorer.face_size, batch, precision)
+                print(f"| {name} | {restorer.face_size} | {precision} | {batch} | {seconds:.4f} |", flush=True)
 
     files = sorted(args.faces.glob("*.png"))[: args.count]
     with tempfile.TemporaryDirectory() as folder:

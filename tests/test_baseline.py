@@ -113,6 +113,20 @@ def test_bundled_baseline_is_the_default_and_fidelity_trades_pixels_for_the_prio
     assert psnr(by_fidelity[1.0], clean) > psnr(lq, clean)
     # the LQ encoder of a trained model predicts most of a clean face's own codes
     assert restorer.code_accuracy(clean, clean).item() > 0.4
+    # bf16 autocast (the default where the CPU has it) stays close to fp32
+    bf16 = restorer(lq, precision="bf16", fidelity=1.0)
+    assert bf16.dtype == torch.float32 and psnr(bf16, by_fidelity[1.0]) > 38.0
+    assert abs(psnr(bf16, clean) - psnr(by_fidelity[1.0], clean)) < 0.1
+
+
+def test_precision_is_checked_and_auto_follows_the_cpu():
+    from facemend.precision import resolve_precision
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert resolve_precision("auto") == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(FacemendError, match="precision must be one of auto, bf16, fp32, got 'fp16'"):
+        resolve_precision("fp16")
 
 
 def test_fusion_stage_can_start_from_weights_with_other_fused_levels(weights_folder):

@@ -25,18 +25,20 @@ def restore(
     only_center_face: bool = False,
     min_face_size: int = 32,
     upscale: int = 1,
+    precision: str = "auto",
     **knobs: float | int,
 ) -> ImageLike | Image.Image:
     """Restore the faces in `image` and return the restored photo.
 
     `image` is an ndarray (H×W grey, H×W×3 RGB or H×W×4 RGBA; uint8, uint16 or float in [0, 1]), a PIL image,
     or a path; the result has the same type and layout (a PIL image for a path). `model` is a spec such as
-    `"classical:fidelity=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `fidelity=0.7`).
+    `"classical:fidelity=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `fidelity=0.7`). `precision`:
+    `"fp32"`, `"bf16"` or `"auto"` (bf16 where the CPU computes it natively).
     A photo without a face comes back unchanged.
     """
     restorer, resolved = resolve_model(model, **knobs)
     options = FaceOptions(detector, only_center_face, min_face_size, aligned, upscale)
-    pipeline = PhotoPipeline(restorer, resolved, options)
+    pipeline = PhotoPipeline(restorer, resolved, options, precision=precision)
     photo = read_image(image) if isinstance(image, str | Path) else photo_from_array(image)
     restored, _ = pipeline(photo)
     if isinstance(image, np.ndarray):

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from facemend.errors import FacemendError
+from facemend.precision import PRECISIONS
 
+PRECISION_HELP = "network arithmetic: auto = bf16 where the CPU has native bf16 (AVX512-BF16 / AMX), else fp32"
 KNOB_FLAGS = {
     "fidelity": (float, "0 = most quality, 1 = most fidelity to the input"),
     "quality": (float, "target quality score in [0, 1]"),
@@ -38,7 +40,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         aligned=args.aligned,
         upscale=args.upscale,
     )
-    pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch)
+    pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch, precision=args.precision)
     paths = list_images(args.inputs)
     if not paths:
         raise FacemendError(f"no images found in {', '.join(args.inputs)}")
@@ -88,6 +90,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         progress=not args.quiet,
         warn=_report,
+        precision=args.precision,
     )
     print((Path(args.output) / "metrics.md").read_text(encoding="utf-8"), end="")
     missing = sum(summary["missing"].values())
@@ -120,6 +123,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         limit=args.limit,
         progress=not args.quiet,
         warn=_report,
+        precision=args.precision,
     )
     print(benchmark_markdown(result), end="")
     print(f"benchmark of {len(result['models'])} rows written to {args.output}", file=sys.stderr)
@@ -164,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--upscale", type=int, default=1, metavar="K", help="output K times the input size")
     restore.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    restore.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     restore.add_argument(
         "--save-faces",
         action="store_true",
@@ -226,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--metrics", metavar="KEY,...", help="only these metrics (default: all that apply)")
     bench.add_argument("--limit", type=int, default=None, metavar="N", help="only N faces, spread over the set")
     bench.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    bench.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(run=cmd_benchmark)
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 
 from facemend.errors import FacemendError
+from facemend.precision import resolve_precision
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Restorer(ABC):
     """Restores a batch of aligned faces: `b 3 h w` float in [0, 1] in, the same shape out.
 
     A subclass sets `name`, `face_size` (the crop size it works at; faces are aligned at that size) and `knobs`,
-    and implements `restore_faces`. Callers go through `__call__`, which validates knobs and fills defaults.
+    and implements `restore_faces`. Callers go through `__call__`, which validates knobs and fills defaults, and
+    runs the networks in fp32 or under bf16 autocast (`precision`), channels-last.
     """
 
     name: ClassVar[str]
@@ -73,9 +75,11 @@ class Restorer(ABC):
         for models without a codebook."""
         return None
 
-    def __call__(self, faces: torch.Tensor, **knobs: object) -> torch.Tensor:
+    def __call__(self, faces: torch.Tensor, precision: str = "fp32", **knobs: object) -> torch.Tensor:
         if faces.ndim != 4 or faces.shape[1] != 3:
             raise ValueError(f"expected faces of shape (b, 3, h, w), got {tuple(faces.shape)}")
         resolved = self.resolve_knobs(**knobs)
-        with torch.inference_mode():
-            return self.restore_faces(faces.float(), **resolved).clamp(0.0, 1.0)
+        bf16 = resolve_precision(precision) == "bf16"
+        faces = faces.float().contiguous(memory_format=torch.channels_last)  # what oneDNN's convolutions prefer
+        with torch.inference_mode(), torch.autocast(faces.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self.restore_faces(faces, **resolved).float().clamp(0.0, 1.0)

@@ -93,7 +93,7 @@ class BaselineRestorer(Restorer):
     knobs = (Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = most quality (the codebook's answer), 1 = most fidelity"),)
 
     def __init__(self, model: BaselineModel):
-        self.model = model.eval().requires_grad_(False)
+        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.face_size = model.config.tokenizer.image_size
 
     @classmethod

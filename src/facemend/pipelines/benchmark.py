@@ -30,6 +30,7 @@ from facemend.metrics.report import LABELS, arrow, format_value, write_summary
 from facemend.metrics.suite import KEYS, NO_REFERENCE_KEYS, MetricSuite, check_keys, default_keys
 from facemend.pipelines.evaluate import faces_in, match_stems, measure_faces, spread
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+from facemend.precision import resolve_precision
 
 LQ_INPUT = "lq-input"
 ALWAYS = (LQ_INPUT, "classical")
@@ -73,11 +74,11 @@ def slug(spec: str) -> str:
 
 
 def restore_set(
-    spec: str, data: BenchmarkData, out: Path, batch_size: int, progress: bool
+    spec: str, data: BenchmarkData, out: Path, batch_size: int, progress: bool, precision: str = "auto"
 ) -> tuple[float, float | None]:
     """Restore every LQ face with `spec` into `out`; returns (seconds per face, mean code accuracy or None)."""
     restorer, knobs = resolve_model(spec)
-    pipeline = PhotoPipeline(restorer, knobs, FaceOptions(aligned=True), batch_size)
+    pipeline = PhotoPipeline(restorer, knobs, FaceOptions(aligned=True), batch_size, precision)
     seconds = 0.0
     accuracies: list[float] | None = []
     bar = tqdm(total=len(data.stems), desc=spec, unit="face", disable=not progress, dynamic_ncols=True)
@@ -118,6 +119,7 @@ def run_benchmark(
     limit: int | None = None,
     progress: bool = True,
     warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    precision: str = "auto",
 ) -> dict:
     """Run the benchmark and write `out/benchmark.{json,md,png}` plus each model's faces and metrics."""
     rows = model_rows(specs)
@@ -142,7 +144,7 @@ def run_benchmark(
         "ci95": {},
         "missing": {},
         "timing": f"s_per_face: restoration only, batch {batch_size}, {torch.get_num_threads()} torch threads, "
-        "excluding model loading and file I/O",
+        f"{resolve_precision(precision)}, excluding model loading and file I/O",
     }
     for spec in rows:
         folder = out / slug(spec)
@@ -153,7 +155,7 @@ def run_benchmark(
             if spec == LQ_INPUT:
                 faces, seconds, accuracy = data.lq, None, None
             else:
-                seconds, accuracy = restore_set(spec, data, staging / "faces", batch_size, progress)
+                seconds, accuracy = restore_set(spec, data, staging / "faces", batch_size, progress, precision)
                 faces = {stem: staging / "faces" / f"{stem}.png" for stem in data.stems}
             summary = measure_faces(data.stems, faces, data.hq, suite, progress, desc=f"eval {spec}")
             if spec == LQ_INPUT:

@@ -21,6 +21,7 @@ from facemend.faces import (
     warp_to_crop,
 )
 from facemend.methods.base import Restorer
+from facemend.precision import resolve_precision
 
 MAX_UPSCALE = 8
 
@@ -63,6 +64,7 @@ class PhotoPipeline:
         knobs: dict[str, float | int] | None = None,
         options: FaceOptions | None = None,
         batch_size: int = 8,
+        precision: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise FacemendError(f"batch size must be >= 1, got {batch_size}")
@@ -70,6 +72,7 @@ class PhotoPipeline:
         self.knobs = restorer.resolve_knobs(**(knobs or {}))
         self.options = options or FaceOptions()
         self.batch_size = batch_size
+        self.precision = resolve_precision(precision)
         self.detector = None if self.options.aligned else FaceDetector(self.options.detector)
 
     def prepare(self, photo: Photo) -> PhotoJob:
@@ -94,7 +97,7 @@ class PhotoPipeline:
         restored: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             batch = torch.from_numpy(np.stack(crops[start : start + self.batch_size])).permute(0, 3, 1, 2)
-            output = self.restorer(batch, **self.knobs)
+            output = self.restorer(batch, precision=self.precision, **self.knobs)
             restored.extend(output.permute(0, 2, 3, 1).float().cpu().numpy())
         return restored
 
