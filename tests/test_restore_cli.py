@@ -16,6 +16,7 @@ from conftest import REPO
 from facemend.cli import main
 from facemend.errors import FacemendError
 from facemend.methods.registry import DEFAULT_MODEL, ModelSpec, load_restorer, resolve_model
+from facemend.precision import resolve_precision
 
 
 def save(path: Path, image: np.ndarray) -> Path:
@@ -75,6 +76,10 @@ def test_upscale_and_aligned(tmp_path, astronaut, capsys):
     code, err = run(capsys, str(crop), "-o", str(tmp_path / "al"), "--aligned")
     assert code == 0, err
     assert Image.open(tmp_path / "al" / "crop.png").size == (300, 300)
+    code, err = run(capsys, str(crop), "-o", str(tmp_path / "fp32"), "--aligned", "--precision", "fp32")
+    assert code == 0, err
+    default, fp32 = (np.asarray(Image.open(tmp_path / d / "crop.png")).astype(float) for d in ("al", "fp32"))
+    assert 0 < np.abs(default - fp32).mean() < 2.0 or resolve_precision("auto") == "fp32"
 
 
 def test_grey_rgba_and_16_bit_keep_their_kind(tmp_path, astronaut, capsys):

@@ -90,7 +90,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         progress=not args.quiet,
         warn=_report,
-        precision=args.precision,
     )
     print((Path(args.output) / "metrics.md").read_text(encoding="utf-8"), end="")
     missing = sum(summary["missing"].values())
