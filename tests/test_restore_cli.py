@@ -161,7 +161,7 @@ def test_missing_input_and_empty_folder(tmp_path, capsys):
     assert code == 2 and "nope.jpg" in err
     (tmp_path / "empty").mkdir()
     code, err = run(capsys, str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
-    assert code == 2 and "no images found" in err
+    assert code == 2 and "no images or videos found" in err
 
 
 def test_models_lists_knobs(capsys):

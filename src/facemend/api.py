@@ -12,6 +12,7 @@ from facemend.data.io import photo_from_array, photo_to_array, photo_to_pil, rea
 from facemend.methods.base import Restorer
 from facemend.methods.registry import DEFAULT_MODEL, resolve_model
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+from facemend.runtime import runtime_precision, with_runtime
 
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 
@@ -26,6 +27,7 @@ def restore(
     min_face_size: int = 32,
     upscale: int = 1,
     precision: str = "auto",
+    runtime: str = "torch",
     **knobs: float | int,
 ) -> ImageLike | Image.Image:
     """Restore the faces in `image` and return the restored photo.
@@ -33,10 +35,13 @@ def restore(
     `image` is an ndarray (H×W grey, H×W×3 RGB or H×W×4 RGBA; uint8, uint16 or float in [0, 1]), a PIL image,
     or a path; the result has the same type and layout (a PIL image for a path). `model` is a spec such as
     `"classical:fidelity=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `fidelity=0.7`). `precision`:
-    `"fp32"`, `"bf16"` or `"auto"` (bf16 where the CPU computes it natively).
+    `"fp32"`, `"bf16"` or `"auto"` (bf16 where the CPU computes it natively). `runtime`: `"torch"`, or `"onnx"`
+    (onnxruntime in fp32, on the network's cached ONNX export, made on first use).
     A photo without a face comes back unchanged.
     """
     restorer, resolved = resolve_model(model, **knobs)
+    precision = runtime_precision(runtime, precision)
+    restorer = with_runtime(restorer, runtime)
     options = FaceOptions(detector, only_center_face, min_face_size, aligned, upscale)
     pipeline = PhotoPipeline(restorer, resolved, options, precision=precision)
     photo = read_image(image) if isinstance(image, str | Path) else photo_from_array(image)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from facemend.errors import FacemendError
 from facemend.precision import PRECISIONS
+from facemend.runtime import RUNTIMES
 
 PRECISION_HELP = "network arithmetic: auto = bf16 where the CPU has native bf16 (AVX512-BF16 / AMX), else fp32"
 KNOB_FLAGS = {
@@ -26,13 +27,18 @@ def _report(message: str) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from facemend.data.io import list_images
+    from facemend.data.io import IMAGE_SUFFIXES, list_images
+    from facemend.data.video import VIDEO_SUFFIXES, is_video
     from facemend.methods.registry import resolve_model
     from facemend.pipelines.files import restore_files
     from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+    from facemend.pipelines.video import restore_videos
+    from facemend.runtime import runtime_precision, with_runtime
 
     knobs = {name: getattr(args, name) for name in KNOB_FLAGS if getattr(args, name) is not None}
     restorer, knobs = resolve_model(args.model, **knobs)
+    precision = runtime_precision(args.runtime, args.precision)
+    restorer = with_runtime(restorer, args.runtime, args.onnx, report=_report)
     options = FaceOptions(
         detector=args.detector,
         only_center_face=args.only_center_face,
@@ -40,18 +46,27 @@ def cmd_restore(args: argparse.Namespace) -> int:
         aligned=args.aligned,
         upscale=args.upscale,
     )
-    pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch, precision=args.precision)
-    paths = list_images(args.inputs)
+    pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch, precision=precision)
+    paths = list_images(args.inputs, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     if not paths:
-        raise FacemendError(f"no images found in {', '.join(args.inputs)}")
+        raise FacemendError(f"no images or videos found in {', '.join(args.inputs)}")
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise FacemendError(f"{outdir}: output exists and is not a folder")
-    summary = restore_files(
-        pipeline, paths, outdir, args.save_faces, args.skip_no_face, report=_report, progress=not args.quiet
-    )
-    print(summary.line(), file=sys.stderr)
-    return 1 if summary.failures else 0
+    photos = [path for path in paths if not is_video(path)]
+    videos = [path for path in paths if is_video(path)]
+    failures = 0
+    if photos:
+        summary = restore_files(
+            pipeline, photos, outdir, args.save_faces, args.skip_no_face, report=_report, progress=not args.quiet
+        )
+        print(summary.line(), file=sys.stderr)
+        failures += len(summary.failures)
+    if videos:  # --save-faces and --skip-no-face are for photos: every frame of a video is written
+        video_summary = restore_videos(pipeline, videos, outdir, report=_report, progress=not args.quiet)
+        print(video_summary.line(), file=sys.stderr)
+        failures += len(video_summary.failures)
+    return 1 if failures else 0
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
@@ -129,6 +144,34 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from facemend.methods.registry import ModelSpec, load_restorer
+    from facemend.runtime import export_onnx
+
+    spec = ModelSpec.parse(args.model)
+    if spec.knobs:
+        raise FacemendError(f"knobs are inputs of the exported network, set at run time: drop them from {args.model!r}")
+    restorer = load_restorer(spec.name)
+    path = export_onnx(restorer, args.output)
+    inputs = ", ".join(f"{name} {tuple(example.shape[1:])}" for name, example in restorer.network_example().items())
+    print(f"{path}: {restorer.name} network, inputs (batch first): {inputs}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from facemend.web.limits import MB, Limits
+    from facemend.web.server import serve
+
+    limits = Limits(
+        file_bytes=round(args.max_file_mb * MB),
+        request_bytes=round(args.max_request_mb * MB),
+        pixels=round(args.max_megapixels * 1e6),
+        photos=args.max_photos,
+    )
+    serve(args.host, args.port, limits, precision=args.precision)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from facemend.methods.registry import DEFAULT_MODEL, MODELS
 
@@ -146,13 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     from facemend.data.degradation import PRESETS
     from facemend.faces.detection import DETECTORS
     from facemend.methods.registry import DEFAULT_MODEL
+    from facemend.web.limits import MB, Limits
 
     parser = argparse.ArgumentParser(prog="facemend", description="Restore faces in real, degraded photos.")
     parser.add_argument("--version", action="version", version=f"facemend {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    restore = commands.add_parser("restore", help="restore the faces in photos (files or folders)")
-    restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    restore = commands.add_parser("restore", help="restore the faces in photos and videos (files or folders)")
+    restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     restore.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     restore.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help="NAME[:knob=value,...]")
     restore.add_argument("--aligned", action="store_true", help="inputs are aligned face crops (any size)")
@@ -168,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--upscale", type=int, default=1, metavar="K", help="output K times the input size")
     restore.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
     restore.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    restore.add_argument("--runtime", choices=RUNTIMES, default="torch", help="what runs the network (onnx: fp32)")
+    restore.add_argument(
+        "--onnx", metavar="PATH", help="with --runtime onnx: this ONNX file (exported there if missing), not the cache"
+    )
     restore.add_argument(
         "--save-faces",
         action="store_true",
@@ -244,6 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--accelerator", help="cpu, gpu or auto; overrides trainer.accelerator")
     training.add_argument("--runs-dir", help="where run folders go; overrides trainer.runs_dir")
     training.set_defaults(run=cmd_train)
+
+    export = commands.add_parser("export", help="export a model's network to ONNX (knobs stay graph inputs)")
+    export.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help="model name or weights folder")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file to write")
+    export.set_defaults(run=cmd_export)
+
+    serving = commands.add_parser("serve", help="a local web page (and JSON API) that restores uploaded photos")
+    serving.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serving.add_argument("--port", type=int, default=7860, help="default %(default)s")
+    limits = Limits()
+    for flag, default, unit, help_text in [
+        ("--max-file-mb", limits.file_bytes / MB, "MB", "largest photo file"),
+        ("--max-request-mb", limits.request_bytes / MB, "MB", "largest request (all its photos)"),
+        ("--max-megapixels", limits.pixels / 1e6, "MP", "largest photo in pixels"),
+        ("--max-photos", limits.photos, "N", "most photos per request"),
+    ]:
+        serving.add_argument(
+            flag, type=type(default), default=default, metavar=unit, help=f"{help_text} (default %(default)g)"
+        )
+    serving.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    serving.set_defaults(run=cmd_serve)
 
     models = commands.add_parser("models", help="list the models and their knobs")
     models.set_defaults(run=cmd_models)

@@ -38,6 +38,12 @@ _SAVE_OPTIONS: dict[str, dict[str, object]] = {
     "WEBP": {"lossless": True, "exact": True},
     "TIFF": {"compression": "tiff_lzw"},
 }
+
+
+class ImageTooLargeError(FacemendError):
+    """An image with more pixels than the caller's limit (raised before its pixels are decoded)."""
+
+
 # What decoders raise on damaged data (Pillow's own UnidentifiedImageError is an OSError, caught first).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, cv2.error)
 
@@ -116,7 +122,7 @@ def decode_image(data: bytes, name: str | Path, max_pixels: int = MAX_PIXELS) ->
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise FacemendError(
+                    raise ImageTooLargeError(
                         f"{shown}: image too large ({width}x{height} = {width * height / 1e6:.1f} "
                         f"megapixels, limit {max_pixels / 1e6:.1f})"
                     )
@@ -364,9 +370,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise FacemendError(f"{_show(path)}: cannot write ({_reason(error)})") from error
 
 
-def list_images(paths: Iterable[str | Path], recursive: bool = True) -> list[Path]:
-    """Files named in `paths` (whatever their suffix) and the images in folders named there, skipping hidden
-    files and folders inside those; sorted, without duplicates."""
+def list_images(
+    paths: Iterable[str | Path], recursive: bool = True, suffixes: Iterable[str] = IMAGE_SUFFIXES
+) -> list[Path]:
+    """Files named in `paths` (whatever their suffix) and the files with one of `suffixes` (images by default)
+    in folders named there, skipping hidden files and folders inside those; sorted, without duplicates."""
+    wanted = {suffix.lower() for suffix in suffixes}
     found: set[Path] = set()
     for path in map(Path, paths):
         if path.is_dir():
@@ -374,7 +383,7 @@ def list_images(paths: Iterable[str | Path], recursive: bool = True) -> list[Pat
                 dirs[:] = [name for name in dirs if recursive and not name.startswith(".")]
                 for name in files:
                     file = Path(folder, name)
-                    if not name.startswith(".") and file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                    if not name.startswith(".") and file.suffix.lower() in wanted and file.is_file():
                         found.add(file)
         elif path.exists():
             found.add(path)

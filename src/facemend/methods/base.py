@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -51,11 +52,20 @@ class Restorer(ABC):
     A subclass sets `name`, `face_size` (the crop size it works at; faces are aligned at that size) and `knobs`,
     and implements `restore_faces`. Callers go through `__call__`, which validates knobs and fills defaults, and
     runs the networks in fp32 or under bf16 autocast (`precision`), channels-last.
+
+    A learned restorer keeps its network in `network`, called with tensors only (knobs such as fidelity are
+    tensor inputs, a sampler's loop stays in `restore_faces`), and names its inputs in `network_example`: that
+    is what ONNX export writes, and a runtime may swap `network` for any callable with the same inputs.
     """
 
     name: ClassVar[str]
     knobs: ClassVar[tuple[Knob, ...]] = ()
     face_size: int = 512
+    network: Callable[..., torch.Tensor] | None = None
+
+    def network_example(self, batch: int = 1) -> dict[str, torch.Tensor]:
+        """Example inputs of `network` by name, batch-first, in the order `network` takes them."""
+        raise FacemendError(f"model {self.name!r} has no network to export (it computes with OpenCV, not torch)")
 
     def resolve_knobs(self, **values: object) -> dict[str, float | int]:
         """Every knob of this model with its value: given ones validated, others at their defaults."""

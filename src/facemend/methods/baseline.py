@@ -88,6 +88,17 @@ class BaselineModel(nn.Module):
         self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
 
 
+class BaselineNetwork(nn.Module):
+    """What the restorer runs (and ONNX export writes): `b 3 S S` LQ faces and `b` fidelities → restored faces."""
+
+    def __init__(self, model: BaselineModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, faces: torch.Tensor, fidelity: torch.Tensor) -> torch.Tensor:
+        return self.model(faces, fidelity=fidelity).images
+
+
 class BaselineRestorer(Restorer):
     name = "baseline"
     knobs = (Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = most quality (the codebook's answer), 1 = most fidelity"),)
@@ -95,6 +106,11 @@ class BaselineRestorer(Restorer):
     def __init__(self, model: BaselineModel):
         self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.face_size = model.config.tokenizer.image_size
+        self.network = BaselineNetwork(self.model)
+
+    def network_example(self, batch: int = 1) -> dict[str, torch.Tensor]:
+        size = self.face_size
+        return {"faces": torch.rand(batch, 3, size, size), "fidelity": torch.ones(batch)}
 
     @classmethod
     def from_weights(cls, weights: Weights, where: str | Path = "baseline weights") -> BaselineRestorer:
@@ -109,7 +125,8 @@ class BaselineRestorer(Restorer):
         return cls.from_weights(load_weights(folder, KIND), folder)
 
     def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
-        restored = self.model(_resized(faces, self.face_size), fidelity=fidelity).images
+        weight = torch.full((faces.shape[0],), float(fidelity), device=faces.device)
+        restored = self.network(_resized(faces, self.face_size), weight)
         return _resized(restored, faces.shape[-1])
 
     def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:

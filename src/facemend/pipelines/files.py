@@ -44,6 +44,14 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
+def refuse_overwriting_inputs(inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """Raise a FacemendError when one of `outputs` is one of `inputs`."""
+    sources = {path.resolve() for path in inputs}
+    for output in outputs:
+        if output.resolve() in sources:
+            raise FacemendError(f"{output} would overwrite its own input: choose another output folder")
+
+
 @dataclass
 class _Pending:
     source: Path
@@ -65,10 +73,7 @@ def restore_files(
     Faces from consecutive photos are restored together once `pipeline.batch_size` of them are waiting.
     """
     stems = output_stems(paths)
-    inputs = {path.resolve() for path in paths}
-    for stem in stems:
-        if (outdir / f"{stem}.png").resolve() in inputs:
-            raise FacemendError(f"{outdir / f'{stem}.png'} would overwrite its own input: choose another output folder")
+    refuse_overwriting_inputs(paths, [outdir / f"{stem}.png" for stem in stems])
     summary = RunSummary()
     started = time.perf_counter()
     pending: list[_Pending] = []

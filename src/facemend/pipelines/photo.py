@@ -77,12 +77,23 @@ class PhotoPipeline:
 
     def prepare(self, photo: Photo) -> PhotoJob:
         """Find the faces and cut their aligned crops at the restorer's face size."""
+        if self.options.aligned:
+            size = self.restorer.face_size
+            return PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
+        return self.crop_faces(photo, self.detect(photo))
+
+    def detect(self, photo: Photo) -> list[Face]:
+        """The photo's faces, left to right (or only the most central one), of every size."""
+        if self.detector is None:
+            raise FacemendError("aligned inputs are not searched for faces")
+        return find_faces(photo.to_uint8(), self.detector, self.options.only_center_face)
+
+    def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
+        """The aligned crops of `faces` (found in `photo`, perhaps smoothed since) at the restorer's face size;
+        faces below the minimum size are counted and left alone."""
         size = self.restorer.face_size
         job = PhotoJob(photo)
-        if self.options.aligned:
-            job.crops.append(_resize(photo.rgb, (size, size)))
-            return job
-        for face in find_faces(photo.to_uint8(), self.detector, self.options.only_center_face):
+        for face in faces:
             if face.size < self.options.min_face_size:
                 job.too_small += 1
                 continue

@@ -1,0 +1,1 @@
+"""`facemend serve`: a local web page and a JSON endpoint that restore uploaded photos (`app.create_app`)."""
