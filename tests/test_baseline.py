@@ -148,10 +148,10 @@ def test_fusion_stage_can_start_from_weights_with_other_fused_levels(weights_fol
 
 
 def test_fidelity_draw_is_uniform_or_at_the_two_ends():
-    from facemend.training.recipes.baseline import _draw_fidelity
+    from facemend.training.recipes.fusion_stage import draw_fidelity
 
     torch.manual_seed(0)
-    uniform = _draw_fidelity(4000, None, "cpu")
+    uniform = draw_fidelity(4000, None, "cpu")
     assert uniform.min() > 0.0 and uniform.max() < 1.0 and abs(uniform.mean() - 0.5) < 0.03
-    ends = _draw_fidelity(4000, 0.75, "cpu")
+    ends = draw_fidelity(4000, 0.75, "cpu")
     assert set(ends.unique().tolist()) == {0.0, 1.0} and abs(ends.mean() - 0.75) < 0.03

@@ -123,6 +123,28 @@ def test_tiny_baseline_config_learns(prepared_faces, tmp_path):
     assert not {key for key in changed if key.startswith(("tokenizer.encoder", "tokenizer.quantizer"))}
 
 
+def test_tiny_artfr_config_learns(prepared_faces, tmp_path):
+    from facemend.config import to_dict
+    from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
+    from facemend.weights import load_weights, save_weights
+
+    config = tiny("artfr-tiny", prepared_faces, tmp_path, steps=10)
+    tokenizer_config = TokenizerConfig(**config["model"]["tokenizer"])
+    torch.manual_seed(0)
+    save_weights(
+        tmp_path / "tokenizer", "tokenizer", to_dict(tokenizer_config), VQTokenizer(tokenizer_config).state_dict()
+    )
+    config["stages"][0]["init"] = str(tmp_path / "tokenizer")
+    result = run(config)
+    ce = stage_losses(result.run_dir, "tokens", "ce")
+    assert sum(ce[-3:]) < 0.9 * sum(ce[:3])
+    l1 = stage_losses(result.run_dir, "fusion", "l1")
+    assert sum(l1[-3:]) < sum(l1[:3])
+    tokens, fusion = (load_weights(result.run_dir / stage, "artfr").state_dict for stage in ("tokens", "fusion"))
+    changed = {key.split(".")[0] for key in tokens if not torch.equal(tokens[key], fusion[key])}
+    assert changed == {"tokenizer", "fusion"}  # the decoder and the fusion; the transformer stays as trained
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_interrupt_and_resume_equals_an_uninterrupted_run(prepared_faces, tmp_path, workers):
     whole = run(small_config(prepared_faces, tmp_path / "whole", workers=workers))
@@ -211,7 +233,7 @@ def test_bad_training_configs_stop_with_the_field_named(prepared_faces, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("name", ["tokenizer-base", "baseline-base"])
+@pytest.mark.parametrize("name", ["tokenizer-base", "baseline-base", "artfr-base"])
 def test_base_configs_build_and_take_one_training_step(name):
     config = load_train_config(REPO / "configs" / f"{name}.yaml")
     recipe = recipe_for(config)

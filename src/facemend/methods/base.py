@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from facemend.errors import FacemendError
 from facemend.precision import resolve_precision
@@ -65,7 +66,7 @@ class Restorer(ABC):
 
     def network_example(self, batch: int = 1) -> dict[str, torch.Tensor]:
         """Example inputs of `network` by name, batch-first, in the order `network` takes them."""
-        raise FacemendError(f"model {self.name!r} has no network to export (it computes with OpenCV, not torch)")
+        raise FacemendError(f"model {self.name!r} has no network to export (not a single torch network)")
 
     def resolve_knobs(self, **values: object) -> dict[str, float | int]:
         """Every knob of this model with its value: given ones validated, others at their defaults."""
@@ -93,3 +94,11 @@ class Restorer(ABC):
         faces = faces.float().contiguous(memory_format=torch.channels_last)  # what oneDNN's convolutions prefer
         with torch.inference_mode(), torch.autocast(faces.device.type, dtype=torch.bfloat16, enabled=bf16):
             return self.restore_faces(faces, **resolved).float().clamp(0.0, 1.0)
+
+
+def resize_faces(faces: torch.Tensor, size: int) -> torch.Tensor:
+    """Square `b 3 h w` faces at `size` (antialiased bicubic), unchanged when already that size."""
+    if faces.shape[-2:] == (size, size):
+        return faces
+    resized = F.interpolate(faces, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    return resized.clamp(0, 1)

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from facemend.config import build
 from facemend.errors import FacemendError
-from facemend.methods.base import Knob, Restorer
+from facemend.methods.base import Knob, Restorer, resize_faces
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
-from facemend.models.fusion import FidelityFusion
+from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.weights import Weights, load_into, load_weights
 
@@ -74,12 +73,7 @@ class BaselineModel(nn.Module):
                 out.target_indices = self.tokenizer.encode_indices(hq)
                 out.target_codes = self.tokenizer.quantizer.lookup(out.target_indices)
         if fidelity is not None:
-            weight = torch.as_tensor(fidelity, dtype=lq.dtype, device=lq.device).reshape(-1, 1, 1, 1)
-            weight = weight.expand(lq.shape[0], 1, 1, 1)
-            out.images = self.tokenizer.decoder(
-                self.tokenizer.quantizer.lookup(indices),
-                modulate=lambda level, h: self.fusion(level, h, features, weight.to(h.dtype)),
-            )
+            out.images = decode_with_fusion(self.tokenizer, self.fusion, indices, features, fidelity)
         return out
 
     def initialize_from_tokenizer(self, weights: Weights) -> None:
@@ -126,17 +120,11 @@ class BaselineRestorer(Restorer):
 
     def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
         weight = torch.full((faces.shape[0],), float(fidelity), device=faces.device)
-        restored = self.network(_resized(faces, self.face_size), weight)
-        return _resized(restored, faces.shape[-1])
+        restored = self.network(resize_faces(faces, self.face_size), weight)
+        return resize_faces(restored, faces.shape[-1])
 
     def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:
         with torch.inference_mode():
-            out = self.model(_resized(faces.float(), self.face_size), hq=_resized(targets.float(), self.face_size))
+            size = self.face_size
+            out = self.model(resize_faces(faces.float(), size), hq=resize_faces(targets.float(), size))
         return (out.indices == out.target_indices).float().mean(dim=(1, 2))
-
-
-def _resized(faces: torch.Tensor, size: int) -> torch.Tensor:
-    """Square `b 3 h w` faces at `size` (antialiased bicubic), unchanged when already that size."""
-    if faces.shape[-2:] == (size, size):
-        return faces
-    return F.interpolate(faces, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)

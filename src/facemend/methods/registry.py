@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from facemend.config import ConfigError
 from facemend.errors import FacemendError
+from facemend.methods.artfr import ArtfrRestorer
 from facemend.methods.base import Knob, Restorer
 from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
@@ -38,7 +39,7 @@ class ModelInfo:
 
 
 # weights-folder kind → the restorer built from such a folder
-RESTORER_KINDS = {"baseline": BaselineRestorer}
+RESTORER_KINDS = {"baseline": BaselineRestorer, "artfr": ArtfrRestorer}
 
 
 def _bundled_baseline() -> Restorer:
@@ -75,6 +76,19 @@ MODELS: dict[str, ModelInfo] = {
             "baseline at paper scale (512-px faces; no bundled weights: configs/baseline-base.yaml)",
             _untrained("baseline-base", "configs/baseline-base.yaml", "runs/baseline-base/fusion"),
             BaselineRestorer.knobs,
+        ),
+        ModelInfo(
+            "artfr",
+            "ART-FR: masked generative transformer over the HQ codes, iterative parallel sampling (MaskGIT), "
+            "fidelity fusion (not trained yet: configs/artfr-tiny.yaml)",
+            _untrained("artfr", "configs/artfr-tiny.yaml", "runs/artfr-tiny/fusion"),
+            ArtfrRestorer.knobs,
+        ),
+        ModelInfo(
+            "artfr-base",
+            "artfr at paper scale (512-px faces; no bundled weights: configs/artfr-base.yaml)",
+            _untrained("artfr-base", "configs/artfr-base.yaml", "runs/artfr-base/fusion"),
+            ArtfrRestorer.knobs,
         ),
     ]
     if info.name != "baseline" or BUNDLED_BASELINE in bundled_registry()
@@ -121,6 +135,7 @@ def split_specs(text: str) -> list[str]:
 RECIPES = {
     "tokenizer": "facemend.training.recipes.tokenizer:TokenizerRecipe",
     "baseline": "facemend.training.recipes.baseline:BaselineRecipe",
+    "artfr": "facemend.training.recipes.artfr:ArtfrRecipe",
 }
 
 

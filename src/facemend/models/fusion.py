@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from facemend.models.blocks import ResBlock
+from facemend.models.tokenizer import VQTokenizer
 
 
 class FusionBlock(nn.Module):
@@ -43,3 +44,21 @@ class FidelityFusion(nn.Module):
         if str(level) not in self.blocks:
             return decoded
         return self.blocks[str(level)](decoded, encoded[level], fidelity)
+
+
+def decode_with_fusion(
+    tokenizer: VQTokenizer,
+    fusion: FidelityFusion,
+    indices: torch.Tensor,
+    lq_features: list[torch.Tensor],
+    fidelity: torch.Tensor | float,
+) -> torch.Tensor:
+    """Code indices `b h w` → images `b 3 H W` through the tokenizer's decoder, with the LQ encoder's features
+    (one per level) fused in at weight `fidelity` (a float or `b`)."""
+    reference = lq_features[0]
+    weight = torch.as_tensor(fidelity, dtype=reference.dtype, device=reference.device).reshape(-1, 1, 1, 1)
+    weight = weight.expand(indices.shape[0], 1, 1, 1)
+    return tokenizer.decoder(
+        tokenizer.quantizer.lookup(indices),
+        modulate=lambda level, h: fusion(level, h, lq_features, weight.to(h.dtype)),
+    )

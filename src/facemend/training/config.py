@@ -30,6 +30,7 @@ class StageConfig:
     ema_warmup: bool = False  # EMA decay ramps up as min(ema_decay, (1 + n) / (10 + n)) over the stage's updates
     fidelity_one_share: float | None = None  # baseline fusion: share of faces trained at w = 1, the rest at w = 0
     # (None: w ~ U(0, 1) per face)
+    sampler_steps: int = 1  # artfr fusion: sampler steps of the codes decoded in training (1 = one-shot)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -46,6 +47,8 @@ class StageConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.fidelity_one_share is not None and not 0.0 <= self.fidelity_one_share <= 1.0:
             raise ValueError(f"fidelity_one_share must be in [0, 1], got {self.fidelity_one_share}")
+        if self.sampler_steps < 1:
+            raise ValueError(f"sampler_steps must be >= 1, got {self.sampler_steps}")
         bad = [name for name, weight in self.losses.items() if weight < 0]
         if bad:
             raise ValueError(f"losses.{bad[0]} must be >= 0")

@@ -3,13 +3,7 @@
 - `lookup`: LQ encoder + transformer learn the HQ face's codes: cross-entropy on the code indices plus MSE
   between the (unit-normalised) LQ latent and the HQ codes. The decoder is not run.
 - `fusion`: the fusion blocks (and, if the stage says so, the decoder) learn to blend LQ encoder features into
-  the decoder; loss L1 + perceptual + adversarial. How each face's fidelity w is drawn:
-  - `fidelity_one_share: p` (CodeFormer's way): w = 1 with probability p, else w = 0; every face gets the
-    adversarial loss. The fusion learns the full correction at w = 1; w = 0 keeps the decoder a decoder of
-    looked-up codes.
-  - unset: w ~ U(0, 1) and the adversarial loss is weighted by 1 − w. The fusion's networks never see w, so
-    they learn one correction c for all w; under L2 its best size is E[w] / E[w²] = 1.5 times the correction
-    that w = 1 needs, which over-shoots at w = 1 (the first bundled baseline was trained this way).
+  the decoder (`fusion_stage.py`: L1 + perceptual + adversarial, and how each face's fidelity is drawn).
 """
 
 from __future__ import annotations
@@ -21,8 +15,8 @@ from facemend.errors import FacemendError
 from facemend.methods.baseline import KIND, BaselineConfig, BaselineModel
 from facemend.metrics.pixel import psnr
 from facemend.training.config import StageConfig
-from facemend.training.losses import adaptive_adversarial_weight
 from facemend.training.recipe import Recipe, StepOutput
+from facemend.training.recipes.fusion_stage import decodes, draw_fidelity, fusion_step
 from facemend.weights import Weights, load_into
 
 VALIDATION_FIDELITIES = (0.0, 0.5, 1.0)
@@ -53,8 +47,8 @@ class BaselineRecipe(Recipe):
 
     def generator_step(self, model, batch, stage: StageConfig, discriminator) -> StepOutput:
         lq, hq = batch["lq"], batch["hq"]
-        decode = any(stage.weight(name) for name in ("l1", "perceptual", "adversarial"))
-        fidelity = _draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device) if decode else None
+        decode = decodes(stage)
+        fidelity = draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device) if decode else None
         out = model(lq, fidelity=fidelity, hq=hq)
         logs = {"code_acc": (out.indices == out.target_indices).float().mean().item()}
         loss = torch.zeros((), device=lq.device)
@@ -67,25 +61,7 @@ class BaselineRecipe(Recipe):
             loss = loss + stage.weight("feature_mse") * feature
             logs["feature_mse"] = feature.item()
         if decode:
-            images = out.images
-            l1 = (images - hq).abs().mean()
-            perceptual = self.perceptual(images, hq) if stage.weight("perceptual") else torch.zeros_like(l1)
-            reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
-            loss = loss + reconstruction
-            logs.update(l1=l1.item(), perceptual=perceptual.item())
-            if discriminator is not None:
-                realism = discriminator(images).mean(dim=(1, 2, 3))
-                weight = 1.0 - fidelity if stage.fidelity_one_share is None else torch.ones_like(fidelity)
-                adversarial = -(weight * realism).mean()  # hinge generator loss
-                last_layer = model.tokenizer.decoder.conv_out.weight
-                if last_layer.requires_grad:
-                    balance = adaptive_adversarial_weight(reconstruction, adversarial, last_layer)
-                else:  # frozen decoder: measure at the fusion's last layer, the one being trained
-                    balance = adaptive_adversarial_weight(reconstruction, adversarial, _last_fusion_layer(model))
-                loss = loss + stage.weight("adversarial") * balance * adversarial
-                logs.update(g_adv=adversarial.item(), adv_balance=balance.item())
-            logs["loss"] = loss.item()
-            return StepOutput(loss, logs, fake=images, real=hq)
+            return fusion_step(self, model, out.images, hq, fidelity, stage, discriminator, loss, logs)
         logs["loss"] = loss.item()
         return StepOutput(loss, logs)
 
@@ -100,14 +76,3 @@ class BaselineRecipe(Recipe):
         scores["code_acc"] = float((out.indices == out.target_indices).float().mean())
         scores["psnr_rgb_lq"] = float(psnr(lq, hq).mean())
         return scores, [*rows, hq]
-
-
-def _draw_fidelity(count: int, one_share: float | None, device) -> torch.Tensor:
-    if one_share is None:
-        return torch.rand(count, device=device)
-    return (torch.rand(count, device=device) < one_share).float()
-
-
-def _last_fusion_layer(model) -> torch.Tensor:
-    blocks = model.fusion.blocks
-    return blocks[min(blocks.keys(), key=int)].shift.weight  # the full-resolution-most block's shift

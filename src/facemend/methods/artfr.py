@@ -1,0 +1,155 @@
+"""`artfr`: restoration as conditional generation in the HQ token space (ART-FR). No public code exists; the
+paper's abstract fixes the idea (a masked generative transformer with iterative sampling), the rest is ours:
+
+- Tokens: the shared HQ tokenizer (frozen prior) and its decoder; its codebook is the vocabulary, plus one
+  [MASK] id (`mask_token_id` = codebook_size).
+- Condition: an LQ encoder (a copy of the tokenizer's encoder, fine-tuned) gives a latent on the same token
+  grid; `condition: add` adds it, projected, to every token embedding; `cross` lets the tokens cross-attend to
+  it (`models/masked_transformer.py`). The grid positions correspond one to one, which `add` uses directly.
+- Training (`training/recipes/artfr.py`): mask a share γ(r), r ~ U(0, 1), of the HQ face's codes (γ = the
+  cosine schedule of `samplers/maskgit.py`), predict them from the visible codes and the LQ latent;
+  cross-entropy on the masked positions only, plus the baseline's MSE pulling the LQ latent toward the HQ
+  codes (it makes the condition carry code information from the first step).
+- Sampling: MaskGIT's scheduler (`samplers/maskgit.py`), knobs `steps` (1 = one-shot prediction),
+  `temperature` (0 = greedy, deterministic), `top_k` (0 = off) and `seed`.
+- Fidelity: the shared controllable fusion (CodeFormer's) blends LQ encoder features into the decoder at weight
+  `fidelity`, trained afterwards on the sampled codes as for the baseline: pure code decoding cannot beat the
+  tokenizer's own reconstruction, which loses identity at this size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from facemend.config import build
+from facemend.errors import FacemendError
+from facemend.methods.base import Knob, Restorer, resize_faces
+from facemend.models.code_transformer import CodeTransformerConfig
+from facemend.models.fusion import FidelityFusion, decode_with_fusion
+from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
+from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
+from facemend.samplers.maskgit import MaskGitScheduler
+from facemend.weights import Weights, load_into, load_weights
+
+KIND = "artfr"
+
+
+@dataclass
+class ArtfrConfig:
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    transformer: CodeTransformerConfig = field(default_factory=CodeTransformerConfig)
+    condition: str = "add"  # how the LQ latent enters the transformer: "add" or "cross"
+    fusion_levels: tuple[int, ...] = (0, 1, 2)  # tokenizer levels (0 = full resolution) that take LQ features
+
+    def __post_init__(self) -> None:
+        self.fusion_levels = tuple(self.fusion_levels)
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
+        levels = len(self.tokenizer.channel_mults)
+        bad = [level for level in self.fusion_levels if not 0 <= level < levels]
+        if bad:
+            raise ValueError(f"fusion_levels: {bad[0]} is not a tokenizer level (0..{levels - 1})")
+
+
+class ArtfrModel(nn.Module):
+    def __init__(self, config: ArtfrConfig):
+        super().__init__()
+        self.config = config
+        tokens = config.tokenizer
+        self.tokenizer = VQTokenizer(tokens)  # the HQ prior: frozen after its own training
+        self.lq_encoder = Encoder(tokens)
+        self.transformer = MaskedCodeTransformer(
+            config.transformer, tokens.codebook_dim, tokens.codebook_size, tokens.token_grid, config.condition
+        )
+        self.fusion = FidelityFusion(tokens.widths(), config.fusion_levels)
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.transformer.mask_token_id
+
+    def encode_lq(self, lq: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`b 3 H W` LQ faces → the LQ latent `b d h w` and each level's features (for the fusion)."""
+        return self.lq_encoder(lq, return_features=True)
+
+    def predict(self, tokens: torch.Tensor, lq_latent: torch.Tensor) -> torch.Tensor:
+        """`b n` tokens with [MASK]s and the LQ latent → logits `b n k`."""
+        return self.transformer(tokens, lq_latent)
+
+    def sample(
+        self,
+        lq_latent: torch.Tensor,
+        steps: int,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Code indices `b h w` by iterative parallel decoding from a fully masked grid."""
+        batch, _, height, width = lq_latent.shape
+        scheduler = MaskGitScheduler(self.mask_token_id)
+        scheduler.set_timesteps(steps)
+        sample = scheduler.initial_sample(batch, height * width, lq_latent.device)
+        for t in scheduler.timesteps:
+            logits = self.predict(sample, lq_latent)
+            sample = scheduler.step(logits, t, sample, generator, temperature, top_k).prev_sample
+        return rearrange(sample, "b (h w) -> b h w", h=height, w=width)
+
+    def decode(
+        self, indices: torch.Tensor, lq_features: list[torch.Tensor], fidelity: torch.Tensor | float
+    ) -> torch.Tensor:
+        """Code indices `b h w` → images, with LQ features fused in at `fidelity`."""
+        return decode_with_fusion(self.tokenizer, self.fusion, indices, lq_features, fidelity)
+
+    def initialize_from_tokenizer(self, weights: Weights) -> None:
+        """Start from trained tokenizer weights: the HQ prior, and the LQ encoder as a copy of its encoder."""
+        load_into(self.tokenizer, weights.state_dict, "tokenizer weights")
+        self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
+
+
+class ArtfrRestorer(Restorer):
+    name = "artfr"
+    knobs = (
+        Knob("steps", int, 8, 1, 64, "sampler steps (1 = one-shot prediction)"),
+        Knob("temperature", float, 0.0, 0.0, 2.0, "sampling temperature (0 = greedy, deterministic)"),
+        Knob("top_k", int, 0, 0, 65536, "sample among the k likeliest codes (0 = all)"),
+        Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the sampler"),
+        Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = the sampled codes only, 1 = most fidelity to the input"),
+    )
+
+    def __init__(self, model: ArtfrModel):
+        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        self.face_size = model.config.tokenizer.image_size
+
+    @classmethod
+    def from_weights(cls, weights: Weights, where: str | Path = "artfr weights") -> ArtfrRestorer:
+        if weights.kind != KIND:
+            raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {KIND!r}")
+        model = ArtfrModel(build(ArtfrConfig, weights.config, "config"))
+        load_into(model, weights.state_dict, where)
+        return cls(model)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> ArtfrRestorer:
+        return cls.from_weights(load_weights(folder, KIND), folder)
+
+    def _sample(self, faces: torch.Tensor, knobs: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        generator = torch.Generator(faces.device).manual_seed(int(knobs["seed"]))
+        lq_latent, features = self.model.encode_lq(faces)
+        indices = self.model.sample(lq_latent, knobs["steps"], knobs["temperature"], knobs["top_k"], generator)
+        return indices, features
+
+    def restore_faces(self, faces: torch.Tensor, **knobs: float | int) -> torch.Tensor:
+        resized = resize_faces(faces, self.face_size)
+        indices, features = self._sample(resized, knobs)
+        return resize_faces(self.model.decode(indices, features, knobs["fidelity"]), faces.shape[-1])
+
+    def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:
+        knobs = self.resolve_knobs(**knobs)
+        with torch.inference_mode():
+            indices, _ = self._sample(resize_faces(faces.float(), self.face_size), knobs)
+            target = self.model.tokenizer.encode_indices(resize_faces(targets.float(), self.face_size))
+        return (indices == target).float().mean(dim=(1, 2))
