@@ -98,19 +98,26 @@ def test_tiny_tokenizer_config_learns(prepared_faces, tmp_path):
     assert list((result.run_dir / "samples").glob("reconstruct_*.jpg"))
 
 
-def test_tiny_baseline_config_learns(prepared_faces, tmp_path):
+def train_on_a_random_tokenizer(name: str, prepared_faces: Path, tmp_path: Path):
+    """Run the tiny config `name` for 10 steps a stage, its first stage starting from random tokenizer weights."""
     from facemend.config import to_dict
     from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
-    from facemend.weights import load_weights, save_weights
+    from facemend.weights import save_weights
 
-    config = tiny("baseline-tiny", prepared_faces, tmp_path, steps=10)
+    config = tiny(name, prepared_faces, tmp_path, steps=10)
     tokenizer_config = TokenizerConfig(**config["model"]["tokenizer"])
     torch.manual_seed(0)
     save_weights(
         tmp_path / "tokenizer", "tokenizer", to_dict(tokenizer_config), VQTokenizer(tokenizer_config).state_dict()
     )
     config["stages"][0]["init"] = str(tmp_path / "tokenizer")
-    result = run(config)
+    return run(config)
+
+
+def test_tiny_baseline_config_learns(prepared_faces, tmp_path):
+    from facemend.weights import load_weights
+
+    result = train_on_a_random_tokenizer("baseline-tiny", prepared_faces, tmp_path)
     ce = stage_losses(result.run_dir, "lookup", "ce")
     assert sum(ce[-3:]) < 0.9 * sum(ce[:3])
     l1 = stage_losses(result.run_dir, "fusion", "l1")
@@ -124,18 +131,9 @@ def test_tiny_baseline_config_learns(prepared_faces, tmp_path):
 
 
 def test_tiny_artfr_config_learns(prepared_faces, tmp_path):
-    from facemend.config import to_dict
-    from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
-    from facemend.weights import load_weights, save_weights
+    from facemend.weights import load_weights
 
-    config = tiny("artfr-tiny", prepared_faces, tmp_path, steps=10)
-    tokenizer_config = TokenizerConfig(**config["model"]["tokenizer"])
-    torch.manual_seed(0)
-    save_weights(
-        tmp_path / "tokenizer", "tokenizer", to_dict(tokenizer_config), VQTokenizer(tokenizer_config).state_dict()
-    )
-    config["stages"][0]["init"] = str(tmp_path / "tokenizer")
-    result = run(config)
+    result = train_on_a_random_tokenizer("artfr-tiny", prepared_faces, tmp_path)
     ce = stage_losses(result.run_dir, "tokens", "ce")
     assert sum(ce[-3:]) < 0.9 * sum(ce[:3])
     l1 = stage_losses(result.run_dir, "fusion", "l1")

@@ -20,21 +20,18 @@ paper's abstract fixes the idea (a masked generative transformer with iterative 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from facemend.config import build
-from facemend.errors import FacemendError
-from facemend.methods.base import Knob, Restorer, resize_faces
+from facemend.methods.base import Knob, WeightsRestorer, resize_faces
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.samplers.maskgit import MaskGitScheduler
-from facemend.weights import Weights, load_into, load_weights
+from facemend.weights import Weights, load_into
 
 KIND = "artfr"
 
@@ -110,8 +107,11 @@ class ArtfrModel(nn.Module):
         self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
 
 
-class ArtfrRestorer(Restorer):
+class ArtfrRestorer(WeightsRestorer):
     name = "artfr"
+    kind = KIND
+    config_class = ArtfrConfig
+    model_class = ArtfrModel
     knobs = (
         Knob("steps", int, 8, 1, 64, "sampler steps (1 = one-shot prediction)"),
         Knob("temperature", float, 0.0, 0.0, 2.0, "sampling temperature (0 = greedy, deterministic)"),
@@ -119,22 +119,6 @@ class ArtfrRestorer(Restorer):
         Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the sampler"),
         Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = the sampled codes only, 1 = most fidelity to the input"),
     )
-
-    def __init__(self, model: ArtfrModel):
-        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        self.face_size = model.config.tokenizer.image_size
-
-    @classmethod
-    def from_weights(cls, weights: Weights, where: str | Path = "artfr weights") -> ArtfrRestorer:
-        if weights.kind != KIND:
-            raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {KIND!r}")
-        model = ArtfrModel(build(ArtfrConfig, weights.config, "config"))
-        load_into(model, weights.state_dict, where)
-        return cls(model)
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> ArtfrRestorer:
-        return cls.from_weights(load_weights(folder, KIND), folder)
 
     def _sample(self, faces: torch.Tensor, knobs: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
         generator = torch.Generator(faces.device).manual_seed(int(knobs["seed"]))

@@ -5,13 +5,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Self
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from facemend.config import build
 from facemend.errors import FacemendError
 from facemend.precision import resolve_precision
+from facemend.weights import Weights, load_into, load_weights
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,32 @@ class Restorer(ABC):
         faces = faces.float().contiguous(memory_format=torch.channels_last)  # what oneDNN's convolutions prefer
         with torch.inference_mode(), torch.autocast(faces.device.type, dtype=torch.bfloat16, enabled=bf16):
             return self.restore_faces(faces, **resolved).float().clamp(0.0, 1.0)
+
+
+class WeightsRestorer(Restorer):
+    """A restorer of a trained network: built from a weights folder of its `kind`, whose config builds
+    `model_class(config_class(...))`; the model is kept in eval mode, frozen, channels-last."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type]
+    model_class: ClassVar[type[nn.Module]]
+
+    def __init__(self, model: nn.Module):
+        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        self.face_size = model.config.tokenizer.image_size
+
+    @classmethod
+    def from_weights(cls, weights: Weights, where: str | Path | None = None) -> Self:
+        where = where or f"{cls.kind} weights"
+        if weights.kind != cls.kind:
+            raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {cls.kind!r}")
+        model = cls.model_class(build(cls.config_class, weights.config, "config"))
+        load_into(model, weights.state_dict, where)
+        return cls(model)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> Self:
+        return cls.from_weights(load_weights(folder, cls.kind), folder)
 
 
 def resize_faces(faces: torch.Tensor, size: int) -> torch.Tensor:

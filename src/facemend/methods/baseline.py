@@ -6,18 +6,15 @@ most quality; 1 = most faithful to the input)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from facemend.config import build
-from facemend.errors import FacemendError
-from facemend.methods.base import Knob, Restorer, resize_faces
+from facemend.methods.base import Knob, WeightsRestorer, resize_faces
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
-from facemend.weights import Weights, load_into, load_weights
+from facemend.weights import Weights, load_into
 
 KIND = "baseline"
 
@@ -93,30 +90,20 @@ class BaselineNetwork(nn.Module):
         return self.model(faces, fidelity=fidelity).images
 
 
-class BaselineRestorer(Restorer):
+class BaselineRestorer(WeightsRestorer):
     name = "baseline"
+    kind = KIND
+    config_class = BaselineConfig
+    model_class = BaselineModel
     knobs = (Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = most quality (the codebook's answer), 1 = most fidelity"),)
 
     def __init__(self, model: BaselineModel):
-        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        self.face_size = model.config.tokenizer.image_size
+        super().__init__(model)
         self.network = BaselineNetwork(self.model)
 
     def network_example(self, batch: int = 1) -> dict[str, torch.Tensor]:
         size = self.face_size
         return {"faces": torch.rand(batch, 3, size, size), "fidelity": torch.ones(batch)}
-
-    @classmethod
-    def from_weights(cls, weights: Weights, where: str | Path = "baseline weights") -> BaselineRestorer:
-        if weights.kind != KIND:
-            raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {KIND!r}")
-        model = BaselineModel(build(BaselineConfig, weights.config, "config"))
-        load_into(model, weights.state_dict, where)
-        return cls(model)
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> BaselineRestorer:
-        return cls.from_weights(load_weights(folder, KIND), folder)
 
     def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
         weight = torch.full((faces.shape[0],), float(fidelity), device=faces.device)

@@ -36,6 +36,7 @@ class Recipe(ABC):
     paired: ClassVar[bool] = False  # True: batches carry degraded "lq" faces beside "hq"
     config_class: ClassVar[type]  # the model's config dataclass
     model_class: ClassVar[type[nn.Module]]  # built as model_class(config)
+    starts_from_tokenizer: ClassVar[bool] = False  # True: the first stage may start from tokenizer weights
 
     def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
         """Validate both configs; errors name the field under `model.` / `discriminator.`."""
@@ -62,13 +63,24 @@ class Recipe(ABC):
         return to_dict(self.config)
 
     def initialize(self, model: nn.Module, weights: Weights | None, stage: StageConfig) -> None:
-        """Load the weights a fresh stage starts from (None: keep the random initialisation). Default: weights
-        of this recipe's own kind, loaded strictly."""
+        """Load the weights a fresh stage starts from (None: keep the random initialisation): weights of this
+        recipe's own kind, loaded strictly (through `state_to_load`), or, for a recipe that
+        `starts_from_tokenizer`, tokenizer weights given to `model.initialize_from_tokenizer`."""
+        where = f"stage {stage.name!r}"
         if weights is None:
+            if self.starts_from_tokenizer:
+                raise FacemendError(f"{where}: {self.kind} starts from trained tokenizer weights (set init)")
             return
-        if weights.kind != self.kind:
-            raise FacemendError(f"stage {stage.name!r}: cannot start {self.kind!r} from {weights.kind!r} weights")
-        load_into(model, weights.state_dict, f"stage {stage.name!r}")
+        if self.starts_from_tokenizer and weights.kind == "tokenizer":
+            model.initialize_from_tokenizer(weights)
+        elif weights.kind == self.kind:
+            load_into(model, self.state_to_load(model, weights), where)
+        else:
+            raise FacemendError(f"{where}: cannot start {self.kind!r} from {weights.kind!r} weights")
+
+    def state_to_load(self, model: nn.Module, weights: Weights) -> dict[str, torch.Tensor]:
+        """The state dict a stage loads from weights of this recipe's kind (default: all of it)."""
+        return weights.state_dict
 
     @abstractmethod
     def generator_step(

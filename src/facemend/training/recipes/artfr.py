@@ -12,14 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from facemend.errors import FacemendError
 from facemend.methods.artfr import KIND, ArtfrConfig, ArtfrModel
 from facemend.metrics.pixel import psnr
 from facemend.samplers.maskgit import cosine_mask_ratio
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput
 from facemend.training.recipes.fusion_stage import decodes, draw_fidelity, fusion_step
-from facemend.weights import Weights, load_into
 
 VALIDATION_STEPS = (1, 8)
 
@@ -40,16 +38,7 @@ class ArtfrRecipe(Recipe):
     model_class = ArtfrModel
     losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "adversarial"})
     paired = True
-
-    def initialize(self, model: ArtfrModel, weights: Weights | None, stage: StageConfig) -> None:
-        if weights is None:
-            raise FacemendError(f"stage {stage.name!r}: artfr starts from trained tokenizer weights (set init)")
-        if weights.kind == "tokenizer":
-            model.initialize_from_tokenizer(weights)
-        elif weights.kind == KIND:
-            load_into(model, weights.state_dict, f"stage {stage.name!r}")
-        else:
-            raise FacemendError(f"stage {stage.name!r}: cannot start artfr from {weights.kind!r} weights")
+    starts_from_tokenizer = True
 
     def generator_step(self, model: ArtfrModel, batch, stage: StageConfig, discriminator) -> StepOutput:
         lq, hq = batch["lq"], batch["hq"]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from facemend.errors import FacemendError
 from facemend.methods.baseline import KIND, BaselineConfig, BaselineModel
 from facemend.metrics.pixel import psnr
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput
 from facemend.training.recipes.fusion_stage import decodes, draw_fidelity, fusion_step
-from facemend.weights import Weights, load_into
+from facemend.weights import Weights
 
 VALIDATION_FIDELITIES = (0.0, 0.5, 1.0)
 
@@ -29,21 +28,15 @@ class BaselineRecipe(Recipe):
     model_class = BaselineModel
     losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "adversarial"})
     paired = True
+    starts_from_tokenizer = True
 
-    def initialize(self, model: BaselineModel, weights: Weights | None, stage: StageConfig) -> None:
-        if weights is None:
-            raise FacemendError(f"stage {stage.name!r}: baseline starts from trained tokenizer weights (set init)")
-        if weights.kind == "tokenizer":
-            model.initialize_from_tokenizer(weights)
-        elif weights.kind == KIND:
-            state = weights.state_dict
-            if tuple(weights.config.get("fusion_levels", ())) != model.config.fusion_levels:
-                # other fused levels: start the fusion afresh, keep everything else (e.g. fusion after lookup)
-                fresh = {key: value for key, value in model.state_dict().items() if key.startswith("fusion.")}
-                state = {key: value for key, value in state.items() if not key.startswith("fusion.")} | fresh
-            load_into(model, state, f"stage {stage.name!r}")
-        else:
-            raise FacemendError(f"stage {stage.name!r}: cannot start baseline from {weights.kind!r} weights")
+    def state_to_load(self, model: BaselineModel, weights: Weights) -> dict[str, torch.Tensor]:
+        state = weights.state_dict
+        if tuple(weights.config.get("fusion_levels", ())) != model.config.fusion_levels:
+            # other fused levels: start the fusion afresh, keep everything else (e.g. fusion after lookup)
+            fresh = {key: value for key, value in model.state_dict().items() if key.startswith("fusion.")}
+            state = {key: value for key, value in state.items() if not key.startswith("fusion.")} | fresh
+        return state
 
     def generator_step(self, model, batch, stage: StageConfig, discriminator) -> StepOutput:
         lq, hq = batch["lq"], batch["hq"]
