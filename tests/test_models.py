@@ -93,3 +93,32 @@ def test_fusion_weight_zero_leaves_decoder_features_untouched():
 def test_discriminator_gives_patch_logits():
     logits = PatchDiscriminator(DiscriminatorConfig(channels=8, layers=3))(torch.rand(2, 3, 64, 64))
     assert logits.shape[:2] == (2, 1) and logits.shape[2] > 1
+
+
+def test_patches_keep_every_token_in_its_place():
+    from facemend.models.code_transformer import patchify, unpatchify_logits
+
+    grid = torch.arange(2 * 3 * 8 * 6, dtype=torch.float32).view(2, 3, 8, 6)  # b c h w, three "codes"
+    patches = patchify(grid, 2)
+    assert patches.shape == (2, 4 * 3, 2 * 2 * 3)
+    per_token = unpatchify_logits(patches, 8, 6, 2)  # each patch's (p p c) read back as per-token c
+    assert torch.equal(per_token, grid.flatten(2).transpose(1, 2))
+
+
+@pytest.mark.parametrize("condition", ["add", "cross"])
+def test_patched_transformers_predict_every_token(condition):
+    from facemend.models.masked_transformer import MaskedCodeTransformer
+
+    config = CodeTransformerConfig(width=32, layers=1, heads=4, patch_size=2)
+    lookup = CodeTransformer(config, latent_dim=8, codebook_size=16, grid=8)
+    assert lookup(torch.rand(2, 8, 8, 8)).shape == (2, 64, 16)
+    masked = MaskedCodeTransformer(config, latent_dim=8, codebook_size=16, grid=8, condition=condition)
+    tokens = torch.randint(0, 17, (2, 64))
+    latent = torch.rand(2, 8, 8, 8)
+    logits = masked(tokens, latent)
+    assert logits.shape == (2, 64, 16)
+    changed = tokens.clone()
+    changed[:, 0] = (tokens[:, 0] + 1) % 17
+    assert not torch.allclose(masked(changed, latent), logits)  # the tokens reach the prediction
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        lookup(torch.rand(1, 8, 7, 8))
