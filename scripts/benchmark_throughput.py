@@ -3,7 +3,8 @@
 1. the network alone: faces per second at batch 1 / 8 / 32 in PyTorch fp32, PyTorch bf16 and onnxruntime (fp32);
 2. whole `facemend restore` processes over a folder of 100 photos made from the committed mild and medium
    examples (1 or 2 faces each, resized, flipped): faces per second at `--batch 1 / 8 / 32`, start-up, face
-   detection and file I/O included, with the run's own summary line.
+   detection and file I/O included, with the run's own summary line; then at `--batch 8` with `--workers 2`
+   (two processes reading photos and finding faces while the main one restores).
 
     LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/benchmark_throughput.py
 
@@ -74,17 +75,20 @@ def main() -> None:
         photos.mkdir()
         make_photos(photos, args.photos)
         print(f"\nwhole `facemend restore` over {args.photos} photos (default precision):")
-        print("| --batch | seconds | faces/s | summary |\n|---:|---:|---:|---|")
-        for batch in BATCHES:
-            command = [sys.executable, "-m", "facemend", "restore", str(photos), "-o", str(Path(folder, f"out{batch}"))]
+        print("| --batch | --workers | seconds | faces/s | summary |\n|---:|---:|---:|---:|---|")
+        for batch, workers in [*((batch, 1) for batch in BATCHES), (8, 2)]:
+            output = str(Path(folder, f"out{batch}-{workers}"))
+            command = [sys.executable, "-m", "facemend", "restore", str(photos), "-o", output, "--quiet"]
             began = time.perf_counter()
-            run = subprocess.run([*command, "--batch", str(batch), "--quiet"], capture_output=True, text=True)
+            run = subprocess.run(
+                [*command, "--batch", str(batch), "--workers", str(workers)], capture_output=True, text=True
+            )
             wall = time.perf_counter() - began
             if run.returncode != 0:
                 sys.exit(run.stderr)
             summary = run.stderr.strip().splitlines()[-1]
             faces = int(re.search(r"(\d+) faces restored", summary).group(1))
-            print(f"| {batch} | {wall:.1f} | {faces / wall:.1f} | {summary} |", flush=True)
+            print(f"| {batch} | {workers} | {wall:.1f} | {faces / wall:.1f} | {summary} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def test_grey_rgba_and_16_bit_keep_their_kind(tmp_path, astronaut, capsys):
     assert cv2.imread(str(tmp_path / "out" / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
-def test_bad_files_are_named_good_files_still_processed(tmp_path, astronaut, capsys):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bad_files_are_named_good_files_still_processed(tmp_path, astronaut, capsys, workers):
     folder = tmp_path / "mixed"
     save(folder / "good.jpg", astronaut)
     (folder / "empty.jpg").write_bytes(b"")
@@ -107,7 +108,7 @@ def test_bad_files_are_named_good_files_still_processed(tmp_path, astronaut, cap
     out = tmp_path / "out"
     out.mkdir()
     (out / "empty.png").write_bytes(b"earlier result")  # never lost when its input fails
-    code, err = run(capsys, str(folder), "-o", str(out))
+    code, err = run(capsys, str(folder), "-o", str(out), "--workers", workers)
     assert code == 1
     assert (out / "good.png").is_file()
     assert not (out / "notes.png").exists() and not (out / "truncated.png").exists()
@@ -118,6 +119,14 @@ def test_bad_files_are_named_good_files_still_processed(tmp_path, astronaut, cap
     for name in ("empty.jpg", "notes.png", "truncated.jpg", "huge.png"):
         assert sum(name in line for line in errors) == 1, err
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary files left
+
+
+def test_worker_processes_give_the_same_outputs(tmp_path, photos, capsys):
+    for workers in ("1", "2"):
+        code, err = run(capsys, str(photos), "-o", str(tmp_path / workers), "--workers", workers)
+        assert code == 0 and "2 photos written, 1 faces restored" in err
+    for name in ("face.png", "noface.png"):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes()
 
 
 def test_never_overwrites_an_input(tmp_path, astronaut, capsys):
@@ -146,6 +155,7 @@ def test_tiny_face_is_left_alone_with_a_warning(tmp_path, astronaut, capsys):
         (["--model", "classical:fidelity"], r"expected knob=value"),
         (["--upscale", "0"], r"upscale must be"),
         (["--batch", "0"], r"batch size must be"),
+        (["--workers", "0"], r"workers must be an integer >= 1"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, photos, capsys, args, message):

@@ -28,6 +28,7 @@ def _report(message: str) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from facemend.data.io import IMAGE_SUFFIXES, list_images
+    from facemend.data.parallel import check_workers
     from facemend.data.video import VIDEO_SUFFIXES, is_video
     from facemend.methods.registry import resolve_model
     from facemend.pipelines.files import restore_files
@@ -35,6 +36,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from facemend.pipelines.video import restore_videos
     from facemend.runtime import runtime_precision, with_runtime
 
+    check_workers(args.workers)
     knobs = {name: getattr(args, name) for name in KNOB_FLAGS if getattr(args, name) is not None}
     restorer, knobs = resolve_model(args.model, **knobs)
     precision = runtime_precision(args.runtime, args.precision)
@@ -58,7 +60,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     failures = 0
     if photos:
         summary = restore_files(
-            pipeline, photos, outdir, args.save_faces, args.skip_no_face, report=_report, progress=not args.quiet
+            pipeline,
+            photos,
+            outdir,
+            args.save_faces,
+            args.skip_no_face,
+            report=_report,
+            progress=not args.quiet,
+            workers=args.workers,
         )
         print(summary.line(), file=sys.stderr)
         failures += len(summary.failures)
@@ -211,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--upscale", type=int, default=1, metavar="K", help="output K times the input size")
     restore.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    restore.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes reading photos and finding faces (photos)"
+    )
     restore.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     restore.add_argument("--runtime", choices=RUNTIMES, default="torch", help="what runs the network (onnx: fp32)")
     restore.add_argument(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from facemend.data.io import read_image, write_image
+from facemend.data.parallel import check_workers
 from facemend.errors import FacemendError
-from facemend.pipelines.photo import PhotoJob, PhotoPipeline
+from facemend.pipelines.photo import FaceCropper, PhotoJob, PhotoPipeline
 
 
 @dataclass
@@ -67,10 +71,12 @@ def restore_files(
     skip_no_face: bool = False,
     report: Callable[[str], None] = print,
     progress: bool = True,
+    workers: int = 1,
 ) -> RunSummary:
     """Restore every file in `paths` into `outdir/<stem>.png`; bad files are reported and skipped.
 
-    Faces from consecutive photos are restored together once `pipeline.batch_size` of them are waiting.
+    Faces from consecutive photos are restored together once `pipeline.batch_size` of them are waiting. With
+    `workers` > 1, that many processes read the next photos and find their faces while this one restores.
     """
     stems = output_stems(paths)
     refuse_overwriting_inputs(paths, [outdir / f"{stem}.png" for stem in stems])
@@ -88,8 +94,9 @@ def restore_files(
 
     found = 0
     bar = tqdm(total=len(paths), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
-    for path, stem in zip(paths, stems, strict=True):
-        job = _prepare(pipeline, path, skip_no_face, summary, report)
+    prepared = _prepared_photos(pipeline.cropper, paths, workers)
+    for path, stem, outcome in zip(paths, stems, prepared, strict=True):
+        job = _accept(pipeline, path, outcome, skip_no_face, summary, report)
         if job is not None:
             found += len(job.crops)
             pending.append(_Pending(path, stem, job))
@@ -103,20 +110,46 @@ def restore_files(
     return summary
 
 
-def _prepare(
+def read_and_prepare(path: Path, cropper: FaceCropper) -> PhotoJob | FacemendError:
+    """The photo's faces, cropped, or the error that stopped it (returned: it crosses process boundaries)."""
+    try:
+        return cropper.prepare(read_image(path))
+    except FacemendError as error:
+        return error
+
+
+def _prepared_photos(cropper: FaceCropper, paths: Sequence[Path], workers: int) -> Iterator[PhotoJob | FacemendError]:
+    """`read_and_prepare` of every path, in order: here, or in `workers` processes that run at most two photos
+    each ahead of the caller (so memory holds a few photos, however many there are)."""
+    workers = min(check_workers(workers), len(paths))
+    if workers <= 1:
+        yield from (read_and_prepare(path, cropper) for path in paths)
+        return
+    # a fork server: forking a process that runs torch's thread pools can deadlock the child
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        ahead: deque[Future] = deque()
+        for path in paths:
+            ahead.append(pool.submit(read_and_prepare, path, cropper))
+            if len(ahead) > 2 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _accept(
     pipeline: PhotoPipeline,
     path: Path,
+    outcome: PhotoJob | FacemendError,
     skip_no_face: bool,
     summary: RunSummary,
     report: Callable[[str], None],
 ) -> PhotoJob | None:
-    """The photo's faces, cropped; None when it cannot be read or is skipped (both reported)."""
-    try:
-        job = pipeline.prepare(read_image(path))
-    except FacemendError as error:
-        summary.failures.append((str(path), str(error)))
-        report(f"error: {error}")
+    """The prepared photo; None when it could not be read or is skipped (both reported)."""
+    if isinstance(outcome, FacemendError):
+        summary.failures.append((str(path), str(outcome)))
+        report(f"error: {outcome}")
         return None
+    job = outcome
     if job.too_small:
         minimum = pipeline.options.min_face_size
         report(f"warning: {path}: {job.too_small} face(s) smaller than {minimum} px left unrestored")

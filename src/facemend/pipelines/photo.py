@@ -55,6 +55,44 @@ class PhotoJob:
     too_small: int = 0
 
 
+@dataclass(frozen=True)
+class FaceCropper:
+    """Finds a photo's faces and cuts their aligned crops at `face_size`; holds no network, so worker
+    processes can run it (the detector's models load once per process)."""
+
+    face_size: int
+    options: FaceOptions = field(default_factory=FaceOptions)
+
+    def prepare(self, photo: Photo) -> PhotoJob:
+        """Find the faces and cut their aligned crops."""
+        if self.options.aligned:
+            size = self.face_size
+            return PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
+        return self.crop_faces(photo, self.detect(photo))
+
+    def detect(self, photo: Photo) -> list[Face]:
+        """The photo's faces, left to right (or only the most central one), of every size."""
+        if self.options.aligned:
+            raise FacemendError("aligned inputs are not searched for faces")
+        detector = FaceDetector(self.options.detector)
+        return find_faces(photo.to_uint8(), detector, self.options.only_center_face)
+
+    def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
+        """The aligned crops of `faces` (found in `photo`, perhaps smoothed since); faces below the minimum size
+        are counted and left alone."""
+        size = self.face_size
+        job = PhotoJob(photo)
+        for face in faces:
+            if face.size < self.options.min_face_size:
+                job.too_small += 1
+                continue
+            matrix = alignment_matrix(face.landmarks5, size)
+            job.faces.append(face)
+            job.matrices.append(matrix)
+            job.crops.append(warp_to_crop(photo.rgb, matrix, size))
+        return job
+
+
 class PhotoPipeline:
     """Restores the faces of photos with one restorer and one set of knob values."""
 
@@ -73,35 +111,21 @@ class PhotoPipeline:
         self.options = options or FaceOptions()
         self.batch_size = batch_size
         self.precision = resolve_precision(precision)
-        self.detector = None if self.options.aligned else FaceDetector(self.options.detector)
+        if not self.options.aligned:
+            FaceDetector(self.options.detector)  # an unknown detector fails here, before any work
+        self.cropper = FaceCropper(restorer.face_size, self.options)
 
     def prepare(self, photo: Photo) -> PhotoJob:
         """Find the faces and cut their aligned crops at the restorer's face size."""
-        if self.options.aligned:
-            size = self.restorer.face_size
-            return PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
-        return self.crop_faces(photo, self.detect(photo))
+        return self.cropper.prepare(photo)
 
     def detect(self, photo: Photo) -> list[Face]:
         """The photo's faces, left to right (or only the most central one), of every size."""
-        if self.detector is None:
-            raise FacemendError("aligned inputs are not searched for faces")
-        return find_faces(photo.to_uint8(), self.detector, self.options.only_center_face)
+        return self.cropper.detect(photo)
 
     def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
-        """The aligned crops of `faces` (found in `photo`, perhaps smoothed since) at the restorer's face size;
-        faces below the minimum size are counted and left alone."""
-        size = self.restorer.face_size
-        job = PhotoJob(photo)
-        for face in faces:
-            if face.size < self.options.min_face_size:
-                job.too_small += 1
-                continue
-            matrix = alignment_matrix(face.landmarks5, size)
-            job.faces.append(face)
-            job.matrices.append(matrix)
-            job.crops.append(warp_to_crop(photo.rgb, matrix, size))
-        return job
+        """The aligned crops of `faces` at the restorer's face size (see `FaceCropper.crop_faces`)."""
+        return self.cropper.crop_faces(photo, faces)
 
     def restore_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Restore S×S×3 float32 crops, `batch_size` at a time."""
