@@ -73,7 +73,7 @@ def test_cached_export_is_reused(cached_export, monkeypatch):
 def test_export_cli_then_restore_with_onnxruntime(tmp_path, cached_export, astronaut_face, capsys):
     exported = tmp_path / "model.onnx"
     assert main(["export", "--model", DEFAULT_MODEL, "-o", str(exported)]) == 0
-    assert "inputs (batch first): faces (3, 128, 128), fidelity ()" in capsys.readouterr().err
+    assert "network 'restore', inputs (batch first): faces (3, 128, 128), fidelity ()" in capsys.readouterr().err
     assert exported.stat().st_size > 1_000_000 and not list(tmp_path.glob(".*tmp"))  # one file, no leftovers
 
     crops = tmp_path / "crops"
@@ -119,3 +119,24 @@ def test_export_and_runtime_errors(tmp_path, capsys):
         with_runtime(load_restorer(DEFAULT_MODEL), "torch", onnx_path=corrupt)
     with pytest.raises(FacemendError, match="runtime must be one of"):
         with_runtime(load_restorer(DEFAULT_MODEL), "tensorrt")
+
+
+def test_a_sampler_exports_its_networks_and_keeps_its_loop(tmp_path):
+    """artfr: encode, predict (one sampler step) and decode are three graphs; the loop runs in Python."""
+    from facemend.config import to_dict
+    from facemend.methods.artfr import ArtfrModel, ArtfrRestorer
+    from facemend.runtime import export_onnx
+    from facemend.weights import save_weights
+    from test_artfr import SMALL
+
+    torch.manual_seed(0)
+    save_weights(tmp_path / "artfr", "artfr", to_dict(SMALL), ArtfrModel(SMALL).state_dict())
+    restorer = ArtfrRestorer.from_folder(tmp_path / "artfr")
+    paths = export_onnx(restorer, tmp_path / "artfr.onnx")
+    assert [path.name for path in paths] == ["artfr.encode.onnx", "artfr.predict.onnx", "artfr.decode.onnx"]
+    assert [node.name for node in onnx.load(str(paths[2])).graph.input][:2] == ["indices", "fidelity"]
+    onnx_restorer = with_runtime(restorer, "onnx", onnx_path=tmp_path / "artfr.onnx")
+    faces = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for knobs in ({"steps": 1}, {"steps": 4, "fidelity": 0.5}, {"steps": 4, "temperature": 1.0, "seed": 3}):
+        expected = restorer(faces, precision="fp32", **knobs)
+        assert (onnx_restorer(faces, **knobs) - expected).abs().max().item() < 1e-3

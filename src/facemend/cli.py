@@ -161,9 +161,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if spec.knobs:
         raise FacemendError(f"knobs are inputs of the exported network, set at run time: drop them from {args.model!r}")
     restorer = load_restorer(spec.name)
-    path = export_onnx(restorer, args.output)
-    inputs = ", ".join(f"{name} {tuple(example.shape[1:])}" for name, example in restorer.network_example().items())
-    print(f"{path}: {restorer.name} network, inputs (batch first): {inputs}", file=sys.stderr)
+    paths = export_onnx(restorer, args.output)
+    for path, (network, spec) in zip(paths, restorer.network_specs().items(), strict=True):
+        inputs = ", ".join(f"{name} {tuple(example.shape[1:])}" for name, example in spec.inputs.items())
+        print(f"{path}: {restorer.name} network {network!r}, inputs (batch first): {inputs}", file=sys.stderr)
     return 0
 
 

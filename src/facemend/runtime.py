@@ -1,8 +1,10 @@
 """Runtimes for a restorer's network: PyTorch (as built) or onnxruntime (exported once, then cached).
 
-ONNX export writes `Restorer.network` with the inputs its `network_example` names — knobs such as fidelity are
-graph inputs, never constants, and the batch is dynamic — so one file serves every knob value. A sampler's loop
-stays in Python, in `restore_faces`, around the exported network. onnxruntime computes in fp32.
+ONNX export writes each of `Restorer.networks` with the inputs and outputs its `network_specs` names — knobs
+such as fidelity are graph inputs, never constants, and the batch is dynamic — so one file serves every knob
+value. A restorer with one network is one file; with several (a sampler's encode / predict / decode), `x.onnx`
+becomes `x.encode.onnx`, `x.predict.onnx`, …, and the sampler's loop stays in Python, in `restore_faces`.
+onnxruntime computes in fp32.
 
 Kept free of a top-level torch import so the CLI can offer the choices without loading torch.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import logging
 import os
 import warnings
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
     from facemend.methods.base import Restorer
 
 RUNTIMES = ("torch", "onnx")
-OUTPUT_NAME = "restored"
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
@@ -42,27 +44,40 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facemend"
 
 
-def _network_module(restorer: Restorer) -> nn.Module:
+def _network_modules(restorer: Restorer) -> dict[str, nn.Module]:
     from torch import nn
 
-    restorer.network_example()  # raises, naming the model, when it has no network
-    if not isinstance(restorer.network, nn.Module):
-        raise FacemendError(f"model {restorer.name!r} does not run a PyTorch network here: nothing to export")
-    return restorer.network
+    restorer.network_specs()  # raises, naming the model, when it has no network
+    if not all(isinstance(network, nn.Module) for network in restorer.networks.values()):
+        raise FacemendError(f"model {restorer.name!r} does not run PyTorch networks here: nothing to export")
+    return dict(restorer.networks)
+
+
+def onnx_paths(restorer: Restorer, path: str | Path) -> dict[str, Path]:
+    """Where each network's graph goes: `path` itself for a single network, else `path` with `.NAME.onnx`."""
+    path = Path(path)
+    names = list(restorer.network_specs())
+    if len(names) == 1:
+        return {names[0]: path}
+    stem = path.name.removesuffix(".onnx")
+    return {name: path.with_name(f"{stem}.{name}.onnx") for name in names}
 
 
 def fingerprint(restorer: Restorer) -> str:
-    """A hash of what an export depends on: the network's weights and inputs, and the facemend and torch versions."""
+    """A hash of what an export depends on: the networks' weights and inputs, and the facemend and torch versions."""
     import torch
 
     from facemend import __version__
 
     digest = hashlib.sha256(f"{restorer.name}|{__version__}|{torch.__version__}".encode())
-    for name, example in restorer.network_example().items():
-        digest.update(f"{name}:{tuple(example.shape[1:])}:{example.dtype}".encode())
-    for name, tensor in _network_module(restorer).state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    for network, spec in restorer.network_specs().items():
+        digest.update(f"{network}:{spec.outputs}".encode())
+        for name, example in spec.inputs.items():
+            digest.update(f"{name}:{tuple(example.shape[1:])}:{example.dtype}".encode())
+    for network, module in _network_modules(restorer).items():
+        for name, tensor in module.state_dict().items():
+            digest.update(f"{network}.{name}".encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -80,39 +95,53 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def export_onnx(restorer: Restorer, path: str | Path) -> Path:
-    """Write the restorer's network to `path` as one ONNX file (fp32, dynamic batch), atomically."""
+def _batch_dynamic(module: nn.Module, count: int, batch) -> tuple:
+    """Dynamic shapes for `count` positional inputs, batch first; inputs past the named ones go to `*args`."""
+    parameters = list(inspect.signature(module.forward).parameters.values())
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    shapes: list = [{0: batch} for _ in named[:count]]
+    if count > len(named):
+        shapes.append(tuple({0: batch} for _ in range(count - len(named))))
+    return tuple(shapes)
+
+
+def export_onnx(restorer: Restorer, path: str | Path) -> list[Path]:
+    """Write the restorer's networks as ONNX files at `onnx_paths(restorer, path)` (fp32, dynamic batch), each
+    atomically; returns the files."""
     import torch
 
-    network = _network_module(restorer).float().eval()
-    example = restorer.network_example(batch=2)  # batch 2: a batch of 1 would be specialised into the graph
+    specs = restorer.network_specs(batch=2)  # batch 2: a batch of 1 would be specialised into the graph
     batch = torch.export.Dim("batch", min=1, max=4096)
-    path = Path(path)
-    if path.is_dir():
+    if Path(path).is_dir():
         raise FacemendError(f"{path}: is a folder; give the ONNX file to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with _quiet_exporter(), torch.no_grad():
-            torch.onnx.export(
-                network,
-                tuple(example.values()),
-                str(staging),
-                input_names=list(example),
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={name: {0: batch} for name in example},
-                external_data=False,
-                dynamo=True,
-                verbose=False,
-            )
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-    return path
+    written = []
+    for name, module in _network_modules(restorer).items():
+        target, spec = onnx_paths(restorer, path)[name], specs[name]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with _quiet_exporter(), torch.no_grad():
+                torch.onnx.export(
+                    module.float().eval(),
+                    tuple(spec.inputs.values()),
+                    str(staging),
+                    input_names=list(spec.inputs),
+                    output_names=list(spec.outputs),
+                    dynamic_shapes=_batch_dynamic(module, len(spec.inputs), batch),
+                    external_data=False,
+                    dynamo=True,
+                    verbose=False,
+                )
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+        written.append(target)
+    return written
 
 
 class OnnxNetwork:
-    """An onnxruntime session called like the network it was exported from: torch tensors in, a tensor out."""
+    """An onnxruntime session called like the network it was exported from: torch tensors in, a tensor (or a
+    tuple of them, for several outputs) out."""
 
     def __init__(self, path: str | Path, input_names: list[str]):
         import onnxruntime
@@ -129,14 +158,17 @@ class OnnxNetwork:
         self.input_types = [_ONNX_TYPES.get(node.type, np.float32) for node in inputs]
         self.input_names = names
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         import torch
 
         feeds = {
-            name: np.ascontiguousarray(tensor.detach().float().cpu().numpy(), dtype=kind)
+            name: np.ascontiguousarray(
+                tensor.detach().cpu().float().numpy() if kind is np.float32 else tensor.cpu()
+            ).astype(kind, copy=False)
             for name, tensor, kind in zip(self.input_names, inputs, self.input_types, strict=True)
         }
-        return torch.from_numpy(self.session.run([OUTPUT_NAME], feeds)[0])
+        outputs = tuple(torch.from_numpy(output) for output in self.session.run(None, feeds))
+        return outputs[0] if len(outputs) == 1 else outputs
 
 
 def runtime_precision(runtime: str, precision: str) -> str:
@@ -154,25 +186,27 @@ def with_runtime(
     onnx_path: str | Path | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Restorer:
-    """The restorer running its network in `runtime`. For `onnx`: the file at `onnx_path` (exported there first
-    when it does not exist), else the cached export of this network (made on first use)."""
+    """The restorer running its networks in `runtime`. For `onnx`: the files at `onnx_path` (exported there
+    first when missing), else the cached export of these networks (made on first use)."""
     if runtime not in RUNTIMES:
         raise FacemendError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime == "torch":
         if onnx_path is not None:
             raise FacemendError("an ONNX file is only used with the onnx runtime (--runtime onnx)")
         return restorer
-    names = tuple(restorer.network_example())
-    if onnx_path is not None:
-        path = Path(onnx_path)
-    else:
-        path = cache_dir() / "onnx" / f"{restorer.name}-{_cached_fingerprint(restorer)}.onnx"
-    if not path.exists():
+    specs = restorer.network_specs()
+    if onnx_path is None:
+        onnx_path = cache_dir() / "onnx" / f"{restorer.name}-{_cached_fingerprint(restorer)}.onnx"
+    paths = onnx_paths(restorer, onnx_path)
+    if not all(path.exists() for path in paths.values()):
         if report is not None:
-            report(f"exporting {restorer.name!r} to ONNX (once): {path}")
-        export_onnx(restorer, path)
+            report(f"exporting {restorer.name!r} to ONNX (once): {', '.join(map(str, paths.values()))}")
+        export_onnx(restorer, onnx_path)
     swapped = copy.copy(restorer)
-    swapped.network = _session(str(path.resolve()), path.stat().st_mtime_ns, names)
+    swapped.networks = {
+        name: _session(str(path.resolve()), path.stat().st_mtime_ns, tuple(specs[name].inputs))
+        for name, path in paths.items()
+    }
     return swapped
 
 
@@ -181,6 +215,6 @@ def _cached_fingerprint(restorer: Restorer) -> str:
     return fingerprint(restorer)  # restorers are built once per process (the registry caches them)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _session(path: str, modified_ns: int, input_names: tuple[str, ...]) -> OnnxNetwork:
     return OnnxNetwork(path, list(input_names))  # one session per file version: repeated API calls reuse it

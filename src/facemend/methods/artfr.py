@@ -19,13 +19,14 @@ paper's abstract fixes the idea (a masked generative transformer with iterative 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from einops import rearrange
 from torch import nn
 
-from facemend.methods.base import Knob, WeightsRestorer, resize_faces
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_faces
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
@@ -84,14 +85,17 @@ class ArtfrModel(nn.Module):
         temperature: float = 0.0,
         top_k: int = 0,
         generator: torch.Generator | None = None,
+        predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Code indices `b h w` by iterative parallel decoding from a fully masked grid."""
+        """Code indices `b h w` by iterative parallel decoding from a fully masked grid; `predict` (default:
+        this model's) maps tokens and the LQ latent to logits."""
+        predict = predict or self.predict
         batch, _, height, width = lq_latent.shape
         scheduler = MaskGitScheduler(self.mask_token_id)
         scheduler.set_timesteps(steps)
         sample = scheduler.initial_sample(batch, height * width, lq_latent.device)
         for t in scheduler.timesteps:
-            logits = self.predict(sample, lq_latent)
+            logits = predict(sample, lq_latent)
             sample = scheduler.step(logits, t, sample, generator, temperature, top_k).prev_sample
         return rearrange(sample, "b (h w) -> b h w", h=height, w=width)
 
@@ -107,6 +111,40 @@ class ArtfrModel(nn.Module):
         self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
 
 
+class ArtfrEncode(nn.Module):
+    """`b 3 S S` LQ faces → (LQ latent `b d h w`, each level's features…)."""
+
+    def __init__(self, model: ArtfrModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, faces: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        latent, features = self.model.encode_lq(faces)
+        return (latent, *features)
+
+
+class ArtfrPredict(nn.Module):
+    """`b n` tokens with [MASK]s + LQ latent → logits `b n k`: the network of one sampler step."""
+
+    def __init__(self, model: ArtfrModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, lq_latent: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(tokens, lq_latent)
+
+
+class ArtfrDecode(nn.Module):
+    """Code indices `b h w`, fidelities `b` and the LQ features → restored faces `b 3 S S`."""
+
+    def __init__(self, model: ArtfrModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, indices: torch.Tensor, fidelity: torch.Tensor, *features: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(indices, list(features), fidelity)
+
+
 class ArtfrRestorer(WeightsRestorer):
     name = "artfr"
     kind = KIND
@@ -120,16 +158,40 @@ class ArtfrRestorer(WeightsRestorer):
         Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = the sampled codes only, 1 = most fidelity to the input"),
     )
 
+    def __init__(self, model: ArtfrModel):
+        super().__init__(model)
+        self.networks = {"encode": ArtfrEncode(model), "predict": ArtfrPredict(model), "decode": ArtfrDecode(model)}
+
+    def network_specs(self, batch: int = 1) -> dict[str, NetworkSpec]:
+        size, grid = self.face_size, self.model.config.tokenizer.token_grid
+        faces = torch.rand(batch, 3, size, size)
+        with torch.no_grad():
+            latent, *features = self.networks["encode"](faces)
+        tokens = torch.randint(0, self.model.mask_token_id + 1, (batch, grid * grid))
+        indices = torch.randint(0, self.model.mask_token_id, (batch, grid, grid))
+        feature_names = [f"features_{level}" for level in range(len(features))]
+        return {
+            "encode": NetworkSpec({"faces": faces}, ("lq_latent", *feature_names)),
+            "predict": NetworkSpec({"tokens": tokens, "lq_latent": latent}, ("logits",)),
+            "decode": NetworkSpec(
+                {"indices": indices, "fidelity": torch.ones(batch), **dict(zip(feature_names, features, strict=True))},
+                ("restored",),
+            ),
+        }
+
     def _sample(self, faces: torch.Tensor, knobs: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
         generator = torch.Generator(faces.device).manual_seed(int(knobs["seed"]))
-        lq_latent, features = self.model.encode_lq(faces)
-        indices = self.model.sample(lq_latent, knobs["steps"], knobs["temperature"], knobs["top_k"], generator)
+        latent, *features = self.networks["encode"](faces)
+        indices = self.model.sample(
+            latent, knobs["steps"], knobs["temperature"], knobs["top_k"], generator, self.networks["predict"]
+        )
         return indices, features
 
     def restore_faces(self, faces: torch.Tensor, **knobs: float | int) -> torch.Tensor:
         resized = resize_faces(faces, self.face_size)
         indices, features = self._sample(resized, knobs)
-        return resize_faces(self.model.decode(indices, features, knobs["fidelity"]), faces.shape[-1])
+        fidelity = torch.full((faces.shape[0],), float(knobs["fidelity"]), device=faces.device)
+        return resize_faces(self.networks["decode"](indices, fidelity, *features), faces.shape[-1])
 
     def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:
         knobs = self.resolve_knobs(**knobs)

@@ -51,6 +51,14 @@ class Knob:
         return f"{self.name} ({self.type.__name__}, default {self.default}, range [{self.low}, {self.high}])"
 
 
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One of a restorer's networks as export sees it."""
+
+    inputs: dict[str, torch.Tensor]  # example inputs by name, batch first, in the order the network takes them
+    outputs: tuple[str, ...]  # names of what it returns (one tensor, or a tuple in this order)
+
+
 class Restorer(ABC):
     """Restores a batch of aligned faces: `b 3 h w` float in [0, 1] in, the same shape out.
 
@@ -58,19 +66,19 @@ class Restorer(ABC):
     and implements `restore_faces`. Callers go through `__call__`, which validates knobs and fills defaults, and
     runs the networks in fp32 or under bf16 autocast (`precision`), channels-last.
 
-    A learned restorer keeps its network in `network`, called with tensors only (knobs such as fidelity are
-    tensor inputs, a sampler's loop stays in `restore_faces`), and names its inputs in `network_example`: that
-    is what ONNX export writes, and a runtime may swap `network` for any callable with the same inputs.
+    A learned restorer keeps its networks in `networks`, each called with tensors only (knobs such as fidelity
+    are tensor inputs; a sampler's loop stays in `restore_faces`), and describes them in `network_specs`: that
+    is what ONNX export writes, and a runtime may swap each network for any callable with the same inputs.
     """
 
     name: ClassVar[str]
     knobs: ClassVar[tuple[Knob, ...]] = ()
     face_size: int = 512
-    network: Callable[..., torch.Tensor] | None = None
+    networks: dict[str, Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]] = {}  # set per instance
 
-    def network_example(self, batch: int = 1) -> dict[str, torch.Tensor]:
-        """Example inputs of `network` by name, batch-first, in the order `network` takes them."""
-        raise FacemendError(f"model {self.name!r} has no network to export (not a single torch network)")
+    def network_specs(self, batch: int = 1) -> dict[str, NetworkSpec]:
+        """Each network's example inputs (batch `batch`) and output names, by the network's name."""
+        raise FacemendError(f"model {self.name!r} has no network to export (it computes with OpenCV, not torch)")
 
     def resolve_knobs(self, **values: object) -> dict[str, float | int]:
         """Every knob of this model with its value: given ones validated, others at their defaults."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from facemend.methods.base import Knob, WeightsRestorer, resize_faces
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_faces
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
@@ -99,15 +99,15 @@ class BaselineRestorer(WeightsRestorer):
 
     def __init__(self, model: BaselineModel):
         super().__init__(model)
-        self.network = BaselineNetwork(self.model)
+        self.networks = {"restore": BaselineNetwork(self.model)}
 
-    def network_example(self, batch: int = 1) -> dict[str, torch.Tensor]:
-        size = self.face_size
-        return {"faces": torch.rand(batch, 3, size, size), "fidelity": torch.ones(batch)}
+    def network_specs(self, batch: int = 1) -> dict[str, NetworkSpec]:
+        faces = torch.rand(batch, 3, self.face_size, self.face_size)
+        return {"restore": NetworkSpec({"faces": faces, "fidelity": torch.ones(batch)}, ("restored",))}
 
     def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
         weight = torch.full((faces.shape[0],), float(fidelity), device=faces.device)
-        restored = self.network(resize_faces(faces, self.face_size), weight)
+        restored = self.networks["restore"](resize_faces(faces, self.face_size), weight)
         return resize_faces(restored, faces.shape[-1])
 
     def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:
