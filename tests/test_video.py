@@ -228,3 +228,18 @@ def test_tracks_keep_two_faces_apart_and_new_faces_start_unsmoothed():
     assert len(tracker.tracks) == 2
     newcomer = face_at(400, 300)
     assert np.array_equal(tracker.update([newcomer])[0].landmarks5, newcomer.landmarks5)
+
+
+def test_a_missed_face_is_held_for_a_frame_or_two_not_longer():
+    tracker = FaceTracker(30)
+    for k in range(5):
+        tracker.update([face_at(100 + k, 100)])
+    last = tracker.update([face_at(105, 100)])[0]
+    held = [tracker.update([]) for _ in range(3)]  # the detector misses it three times
+    assert [len(faces) for faces in held] == [1, 1, 0]  # held for hold_frames = 2, then let go
+    assert np.array_equal(held[0][0].landmarks5, last.landmarks5)
+    assert len(tracker.update([face_at(106, 100)])) == 1  # back: the track continues, nothing held twice
+    assert FaceTracker(30).update([]) == []
+    newcomer = FaceTracker(30)
+    newcomer.update([face_at(0, 0)])
+    assert newcomer.update([]) == []  # a face seen once (a false detection, perhaps) is not held

@@ -6,6 +6,10 @@ Vogel, CHI 2012): an exponential smoother whose cut-off frequency rises with the
 smoothed strongly (detector noise averages out) and a moving one lightly (it does not lag behind). Speeds are
 measured in face sizes per second, so the same settings suit any resolution; cut-offs are in Hz, so they suit
 any frame rate.
+
+A detector misses a face now and then (blur, a turned head); pasting that frame's face unrestored between
+restored ones flickers. So a track seen in at least two frames is held, at its last smoothed place, for up to
+`hold_frames` frames without a detection.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class SmoothingOptions:
     derivative_cutoff: float = 1.0  # Hz: smoothing of the speed estimate itself
     min_iou: float = 0.3  # a detection continues a track when their boxes overlap at least this much
     max_missed: int = 5  # frames a track is kept without a detection before it ends
+    hold_frames: int = 2  # frames a missed face is still restored at its last place (0: never)
 
     def __post_init__(self) -> None:
         for name in ("min_cutoff", "beta", "derivative_cutoff"):
@@ -37,8 +42,8 @@ class SmoothingOptions:
                 raise FacemendError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.min_iou <= 1:
             raise FacemendError(f"min_iou must be in (0, 1], got {self.min_iou}")
-        if self.max_missed < 0:
-            raise FacemendError(f"max_missed must be >= 0, got {self.max_missed}")
+        if self.max_missed < 0 or self.hold_frames < 0:
+            raise FacemendError(f"max_missed and hold_frames must be >= 0, got {self.max_missed}, {self.hold_frames}")
 
 
 def smoothing_factor(cutoff: float, period: float) -> float:
@@ -71,8 +76,13 @@ class OneEuroFilter:
 @dataclass
 class _Track:
     filter: OneEuroFilter
-    box: FaceBox  # smoothed, in the frame it was last seen
+    face: Face  # smoothed, in the frame it was last seen
     last_frame: int
+    seen: int = 1  # frames with a detection
+
+    @property
+    def box(self) -> FaceBox:
+        return self.face.box
 
 
 class FaceTracker:
@@ -88,7 +98,8 @@ class FaceTracker:
 
     def update(self, faces: Sequence[Face]) -> list[Face]:
         """The faces detected in the next frame, in the order given, with their boxes and 5 landmarks smoothed
-        along their tracks (68-point landmarks stay as detected); a face that starts a track is returned as is."""
+        along their tracks (68-point landmarks stay as detected); a face that starts a track is returned as is.
+        Then the held faces: established tracks missed in this frame, at their last place."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= self.options.max_missed + 1]
         matches = self._match(faces)
@@ -97,16 +108,23 @@ class FaceTracker:
             points = np.vstack([face.landmarks5, [[face.box.left, face.box.top], [face.box.right, face.box.bottom]]])
             track = matches.get(index)
             if track is None:
-                track = _Track(OneEuroFilter(points, self.options), face.box, self.frame)
+                track = _Track(OneEuroFilter(points, self.options), face, self.frame)
                 self.tracks.append(track)
             else:
                 period = (self.frame - track.last_frame) * self.period
                 points = track.filter(points, face.size, period)
+                track.seen += 1
             (left, top), (right, bottom) = points[5:]
-            track.box = FaceBox(left, top, right, bottom, face.box.score)
+            box = FaceBox(left, top, right, bottom, face.box.score)
+            track.face = replace(face, box=box, landmarks5=points[:5])
             track.last_frame = self.frame
-            smoothed.append(replace(face, box=track.box, landmarks5=points[:5]))
-        return smoothed
+            smoothed.append(track.face)
+        held = [
+            track.face
+            for track in self.tracks
+            if track.seen >= 2 and 0 < self.frame - track.last_frame <= self.options.hold_frames
+        ]
+        return smoothed + held
 
     def _match(self, faces: Sequence[Face]) -> dict[int, _Track]:
         """Detection index → track, pairing the most overlapping boxes first."""
