@@ -32,7 +32,6 @@ from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.samplers.maskgit import MaskGitScheduler
-from facemend.weights import Weights, load_into
 
 KIND = "artfr"
 
@@ -104,11 +103,6 @@ class ArtfrModel(nn.Module):
     ) -> torch.Tensor:
         """Code indices `b h w` → images, with LQ features fused in at `fidelity`."""
         return decode_with_fusion(self.tokenizer, self.fusion, indices, lq_features, fidelity)
-
-    def initialize_from_tokenizer(self, weights: Weights) -> None:
-        """Start from trained tokenizer weights: the HQ prior, and the LQ encoder as a copy of its encoder."""
-        load_into(self.tokenizer, weights.state_dict, "tokenizer weights")
-        self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
 
 
 class ArtfrEncode(nn.Module):

@@ -14,7 +14,6 @@ from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_fac
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
-from facemend.weights import Weights, load_into
 
 KIND = "baseline"
 
@@ -72,11 +71,6 @@ class BaselineModel(nn.Module):
         if fidelity is not None:
             out.images = decode_with_fusion(self.tokenizer, self.fusion, indices, features, fidelity)
         return out
-
-    def initialize_from_tokenizer(self, weights: Weights) -> None:
-        """Start from trained tokenizer weights: the HQ prior, and the LQ encoder as a copy of its encoder."""
-        load_into(self.tokenizer, weights.state_dict, "tokenizer weights")
-        self.lq_encoder.load_state_dict(self.tokenizer.encoder.state_dict())
 
 
 class BaselineNetwork(nn.Module):

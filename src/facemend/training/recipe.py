@@ -65,14 +65,16 @@ class Recipe(ABC):
     def initialize(self, model: nn.Module, weights: Weights | None, stage: StageConfig) -> None:
         """Load the weights a fresh stage starts from (None: keep the random initialisation): weights of this
         recipe's own kind, loaded strictly (through `state_to_load`), or, for a recipe that
-        `starts_from_tokenizer`, tokenizer weights given to `model.initialize_from_tokenizer`."""
+        `starts_from_tokenizer`, tokenizer weights: the model's HQ prior (`tokenizer`), and its `lq_encoder` as
+        a copy of the tokenizer's encoder."""
         where = f"stage {stage.name!r}"
         if weights is None:
             if self.starts_from_tokenizer:
                 raise FacemendError(f"{where}: {self.kind} starts from trained tokenizer weights (set init)")
             return
         if self.starts_from_tokenizer and weights.kind == "tokenizer":
-            model.initialize_from_tokenizer(weights)
+            load_into(model.tokenizer, weights.state_dict, f"{where}: tokenizer weights")
+            model.lq_encoder.load_state_dict(model.tokenizer.encoder.state_dict())
         elif weights.kind == self.kind:
             load_into(model, self.state_to_load(model, weights), where)
         else:
