@@ -1,5 +1,6 @@
 """Copy a stage's exported EMA weights into the package as a bundled weight folder (float16) and record its
-sha256 in src/facemend/bundled/registry.json.
+sha256 in src/facemend/bundled/registry.json. A restorer's training-only parts (its `training_only`, e.g.
+daefr's LQ tokenizer) are left out.
 
     python scripts/bundle_weights.py runs/tokenizer-tiny/adversarial tokenizer-tiny
 """
@@ -10,6 +11,7 @@ import argparse
 
 import torch
 
+from facemend.methods.registry import RESTORER_KINDS
 from facemend.weights import BUNDLED_DIR, load_weights, register_bundled, save_weights
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -21,12 +23,14 @@ def main() -> None:
     parser.add_argument("name", help="bundled name, e.g. tokenizer-tiny")
     args = parser.parse_args()
     weights = load_weights(args.source)
+    restorer = RESTORER_KINDS.get(weights.kind)
+    state = restorer.inference_state(weights.state_dict) if restorer else weights.state_dict
     target = BUNDLED_DIR / args.name
     save_weights(
         target,
         weights.kind,
         weights.config,
-        weights.state_dict,
+        state,
         dtype=torch.float16,
         training={**weights.info.get("training", {}), "source": str(args.source)},
     )

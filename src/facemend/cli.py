@@ -98,6 +98,34 @@ def _metric_keys(text: str | None) -> list[str] | None:
     return [key.strip() for key in text.split(",") if key.strip()] if text else None
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    from facemend.pipelines.clean import clean_dataset, clean_rounds
+
+    options = {
+        "knobs": {name: getattr(args, name) for name in ("steps", "seed") if getattr(args, name) is not None},
+        "splits": tuple(split.strip() for split in args.splits.split(",") if split.strip()),
+        "limit": args.limit,
+        "batch_size": args.batch,
+        "precision": args.precision,
+        "progress": not args.quiet,
+    }
+    if args.rounds is None:
+        if args.config is not None:
+            raise FacemendError("--config is for --rounds: the training config each round trains")
+        summary = clean_dataset(args.dataset, args.output, args.model, resume=args.resume, **options)
+        print(summary.line(), file=sys.stderr)
+        return 0
+    if args.config is None:
+        raise FacemendError("--rounds needs --config: the training config each round trains")
+    model = clean_rounds(
+        args.dataset, args.output, args.model, args.config, args.rounds, args.resume, report=_report, **options
+    )
+    if model is None:
+        return 130
+    print(f"{args.rounds} round(s) done; the last round's model: {model}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from facemend.pipelines.evaluate import evaluate
 
@@ -257,6 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--min-face-size", type=int, default=48, metavar="PX")
     prepare.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     prepare.set_defaults(run=cmd_prepare)
+
+    clean = commands.add_parser("clean", help="restore a prepared dataset's HQ training faces (IDM's enhancement)")
+    clean.add_argument("dataset", metavar="DATASET", help="folder written by `facemend prepare`")
+    clean.add_argument("-o", "--output", required=True, metavar="CLEANED", help="new folder (a prepare folder too)")
+    clean.add_argument("--model", default="idm", metavar="SPEC", help="NAME[:knob=value,...] or a weights folder")
+    clean.add_argument("--steps", type=int, default=None, help=f"knob: {KNOB_FLAGS['steps'][1]}")
+    clean.add_argument("--seed", type=int, default=None, help=f"knob: {KNOB_FLAGS['seed'][1]}")
+    clean.add_argument("--splits", default="train", metavar="SPLIT,...", help="splits to clean; others are copied")
+    clean.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="clean N faces per split, leave out the rest"
+    )
+    clean.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    clean.add_argument("--resume", action="store_true", help="continue into CLEANED: keep the files already there")
+    clean.add_argument("--rounds", type=int, default=None, metavar="K", help="K rounds of clean + train (--config)")
+    clean.add_argument("--config", metavar="YAML", help="with --rounds: the training config each round trains")
+    clean.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    clean.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    clean.set_defaults(run=cmd_clean)
 
     evaluation = commands.add_parser("eval", help="metrics of restored faces, against ground truth if given")
     evaluation.add_argument("--pred", required=True, metavar="DIR", help="restored aligned faces")

@@ -28,7 +28,7 @@ from torch import nn
 
 from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_faces
 from facemend.models.code_transformer import CodeTransformerConfig
-from facemend.models.fusion import FidelityFusion, decode_with_fusion
+from facemend.models.fusion import FidelityFusion, check_fusion_levels, decode_with_fusion
 from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.samplers.maskgit import MaskGitScheduler
@@ -44,13 +44,9 @@ class ArtfrConfig:
     fusion_levels: tuple[int, ...] = (0, 1, 2)  # tokenizer levels (0 = full resolution) that take LQ features
 
     def __post_init__(self) -> None:
-        self.fusion_levels = tuple(self.fusion_levels)
+        self.fusion_levels = check_fusion_levels(self.fusion_levels, len(self.tokenizer.channel_mults))
         if self.condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
-        levels = len(self.tokenizer.channel_mults)
-        bad = [level for level in self.fusion_levels if not 0 <= level < levels]
-        if bad:
-            raise ValueError(f"fusion_levels: {bad[0]} is not a tokenizer level (0..{levels - 1})")
 
 
 class ArtfrModel(nn.Module):

@@ -115,10 +115,17 @@ class WeightsRestorer(Restorer):
     kind: ClassVar[str]
     config_class: ClassVar[type]
     model_class: ClassVar[type[nn.Module]]
+    training_only: ClassVar[tuple[str, ...]] = ()  # the model's submodules that only training uses: a restorer
+    # drops them, and its weights (bundled ones, say) need not hold them
 
     def __init__(self, model: nn.Module):
         self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        self.face_size = model.config.tokenizer.image_size
+        self.face_size = self.face_size_of(model.config)
+
+    @staticmethod
+    def face_size_of(config) -> int:
+        """The face size a model of this config works at: its tokenizer's (a method without one overrides this)."""
+        return config.tokenizer.image_size
 
     @classmethod
     def from_weights(cls, weights: Weights, where: str | Path | None = None) -> Self:
@@ -126,8 +133,17 @@ class WeightsRestorer(Restorer):
         if weights.kind != cls.kind:
             raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {cls.kind!r}")
         model = cls.model_class(build(cls.config_class, weights.config, "config"))
-        load_into(model, weights.state_dict, where)
+        for name in cls.training_only:
+            if hasattr(model, name):
+                delattr(model, name)
+        load_into(model, cls.inference_state(weights.state_dict), where)
         return cls(model)
+
+    @classmethod
+    def inference_state(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`state_dict` without the entries of the `training_only` submodules."""
+        prefixes = tuple(f"{name}." for name in cls.training_only)
+        return {key: value for key, value in state_dict.items() if not key.startswith(prefixes)}
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Self:

@@ -21,6 +21,8 @@ from facemend.methods.artfr import ArtfrRestorer
 from facemend.methods.base import Knob, Restorer
 from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
+from facemend.methods.daefr import DaefrRestorer
+from facemend.methods.idm import IdmRestorer
 from facemend.weights import bundled, bundled_registry, load_weights
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ class ModelInfo:
 
 
 # weights-folder kind → the restorer built from such a folder
-RESTORER_KINDS = {"baseline": BaselineRestorer, "artfr": ArtfrRestorer}
+RESTORER_KINDS = {"baseline": BaselineRestorer, "daefr": DaefrRestorer, "artfr": ArtfrRestorer, "idm": IdmRestorer}
 
 
 def _bundled_baseline() -> Restorer:
@@ -54,6 +56,20 @@ def _untrained(name: str, config: str, export: str) -> Callable[[], Restorer]:
         )
 
     return build
+
+
+def _not_trained_yet(method: str, description: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
+    """A method whose tiny weights are not bundled yet: it says how to train them from `configs/METHOD-tiny.yaml`."""
+    config = f"configs/{method}-tiny.yaml"
+    description = f"{description} (not trained yet: {config})"
+    return ModelInfo(method, description, _untrained(method, config, f"runs/{method}-tiny/{stage}"), knobs)
+
+
+def _paper_scale(method: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
+    """`METHOD-base`: the method at paper scale, trained by the user from `configs/METHOD-base.yaml`."""
+    name, config = f"{method}-base", f"configs/{method}-base.yaml"
+    description = f"{method} at paper scale (512-px faces; no bundled weights: {config})"
+    return ModelInfo(name, description, _untrained(name, config, f"runs/{name}/{stage}"), knobs)
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -71,25 +87,31 @@ MODELS: dict[str, ModelInfo] = {
             _bundled_baseline,
             BaselineRestorer.knobs,
         ),
-        ModelInfo(
-            "baseline-base",
-            "baseline at paper scale (512-px faces; no bundled weights: configs/baseline-base.yaml)",
-            _untrained("baseline-base", "configs/baseline-base.yaml", "runs/baseline-base/fusion"),
-            BaselineRestorer.knobs,
+        _paper_scale("baseline", BaselineRestorer.knobs, "fusion"),
+        _not_trained_yet(
+            "daefr",
+            "DAEFR: dual associated encoders (HQ and LQ branches, patch association, cross-attention fusion) "
+            "predict the HQ codes in one shot, fidelity fusion",
+            DaefrRestorer.knobs,
+            "fusion",
         ),
-        ModelInfo(
+        _paper_scale("daefr", DaefrRestorer.knobs, "fusion"),
+        _not_trained_yet(
             "artfr",
             "ART-FR: masked generative transformer over the HQ codes, iterative parallel sampling (MaskGIT), "
-            "fidelity fusion (not trained yet: configs/artfr-tiny.yaml)",
-            _untrained("artfr", "configs/artfr-tiny.yaml", "runs/artfr-tiny/fusion"),
+            "fidelity fusion",
             ArtfrRestorer.knobs,
+            "fusion",
         ),
-        ModelInfo(
-            "artfr-base",
-            "artfr at paper scale (512-px faces; no bundled weights: configs/artfr-base.yaml)",
-            _untrained("artfr-base", "configs/artfr-base.yaml", "runs/artfr-base/fusion"),
-            ArtfrRestorer.knobs,
+        _paper_scale("artfr", ArtfrRestorer.knobs, "fusion"),
+        _not_trained_yet(
+            "idm",
+            "IDM: conditional diffusion UNet on the LQ face, few-step DDIM sampling; `facemend clean` enhances a "
+            "training set with it",
+            IdmRestorer.knobs,
+            "denoise",
         ),
+        _paper_scale("idm", IdmRestorer.knobs, "denoise"),
     ]
     if info.name != "baseline" or BUNDLED_BASELINE in bundled_registry()
 }
@@ -134,8 +156,11 @@ def split_specs(text: str) -> list[str]:
 # training recipes by the `recipe:` name of a training config; imported only when training
 RECIPES = {
     "tokenizer": "facemend.training.recipes.tokenizer:TokenizerRecipe",
+    "tokenizer-lq": "facemend.training.recipes.tokenizer:LqTokenizerRecipe",
     "baseline": "facemend.training.recipes.baseline:BaselineRecipe",
+    "daefr": "facemend.training.recipes.daefr:DaefrRecipe",
     "artfr": "facemend.training.recipes.artfr:ArtfrRecipe",
+    "idm": "facemend.training.recipes.idm:IdmRecipe",
 }
 
 

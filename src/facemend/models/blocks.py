@@ -1,5 +1,5 @@
-"""Building blocks shared by the networks: convolutional blocks of the tokenizer (and later the UNet), and
-position embeddings of token grids."""
+"""Building blocks shared by the networks: convolutional blocks of the tokenizer and the UNet, and position
+embeddings of token grids."""
 
 from __future__ import annotations
 
@@ -18,20 +18,25 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    """norm → SiLU → conv, twice, plus a (1×1-projected when widths differ) shortcut."""
+    """norm → SiLU → conv, twice, plus a (1×1-projected when widths differ) shortcut. With `embed_dim`, an
+    embedding (a diffusion timestep's) is projected and added between the two convolutions, as in DDPM."""
 
-    def __init__(self, in_channels: int, out_channels: int | None = None):
+    def __init__(self, in_channels: int, out_channels: int | None = None, embed_dim: int | None = None):
         super().__init__()
         out_channels = out_channels or in_channels
         self.norm1 = group_norm(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        if embed_dim is not None:
+            self.embed = nn.Linear(embed_dim, out_channels)
         self.norm2 = group_norm(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`b c h w` → `b c' h w`."""
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """`b c h w` (and an embedding `b e`, when built with `embed_dim`) → `b c' h w`."""
         h = self.conv1(F.silu(self.norm1(x)))
+        if embedding is not None:
+            h = h + rearrange(self.embed(F.silu(embedding)), "b c -> b c 1 1")
         h = self.conv2(F.silu(self.norm2(h)))
         return self.shortcut(x) + h
 

@@ -28,14 +28,21 @@ class FusionBlock(nn.Module):
         return decoded + fidelity * (decoded * self.scale(mixed) + self.shift(mixed))
 
 
+def check_fusion_levels(levels: tuple[int, ...] | list[int], level_count: int) -> tuple[int, ...]:
+    """`levels` as a tuple, each a tokenizer level (0 = full resolution … `level_count` − 1); a config's
+    `fusion_levels` field is named in the error."""
+    bad = [level for level in levels if not 0 <= level < level_count]
+    if bad:
+        raise ValueError(f"fusion_levels: {bad[0]} is not a tokenizer level (0..{level_count - 1})")
+    return tuple(levels)
+
+
 class FidelityFusion(nn.Module):
     """One FusionBlock per fused level (level 0 = full resolution; `widths[level]` channels)."""
 
     def __init__(self, widths: list[int], levels: tuple[int, ...]):
         super().__init__()
-        bad = [level for level in levels if not 0 <= level < len(widths)]
-        if bad:
-            raise ValueError(f"fusion level {bad[0]} is not one of the tokenizer's levels 0..{len(widths) - 1}")
+        check_fusion_levels(levels, len(widths))
         self.blocks = nn.ModuleDict({str(level): FusionBlock(widths[level]) for level in levels})
 
     def forward(

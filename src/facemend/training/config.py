@@ -27,6 +27,8 @@ class StageConfig:
     disc_start: int = 0  # stage step at which the adversarial loss (if weighted) starts
     disc_lr: float | None = None  # discriminator learning rate (default: lr)
     init: str | None = None  # weights folder loaded when the stage starts fresh (else: the previous stage's)
+    init_parts: dict[str, str] = field(default_factory=dict)  # with init: more weights folders loaded beside it,
+    # by the part names the recipe declares (daefr: lq_tokenizer)
     ema_warmup: bool = False  # EMA decay ramps up as min(ema_decay, (1 + n) / (10 + n)) over the stage's updates
     fidelity_one_share: float | None = None  # baseline fusion: share of faces trained at w = 1, the rest at w = 0
     # (None: w ~ U(0, 1) per face)
@@ -49,6 +51,8 @@ class StageConfig:
             raise ValueError(f"fidelity_one_share must be in [0, 1], got {self.fidelity_one_share}")
         if self.sampler_steps < 1:
             raise ValueError(f"sampler_steps must be >= 1, got {self.sampler_steps}")
+        if self.init_parts and not self.init:
+            raise ValueError(f"init_parts ({', '.join(self.init_parts)}) load beside init: set init too")
         bad = [name for name, weight in self.losses.items() if weight < 0]
         if bad:
             raise ValueError(f"losses.{bad[0]} must be >= 0")

@@ -37,6 +37,8 @@ class Recipe(ABC):
     config_class: ClassVar[type]  # the model's config dataclass
     model_class: ClassVar[type[nn.Module]]  # built as model_class(config)
     starts_from_tokenizer: ClassVar[bool] = False  # True: the first stage may start from tokenizer weights
+    init_parts: ClassVar[dict[str, str]] = {}  # parts a stage may load from more weights folders (a stage's
+    # `init_parts`), each with the weights kind it takes
 
     def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
         """Validate both configs; errors name the field under `model.` / `discriminator.`."""
@@ -62,19 +64,21 @@ class Recipe(ABC):
         """The model config as saved in `config.json`."""
         return to_dict(self.config)
 
-    def initialize(self, model: nn.Module, weights: Weights | None, stage: StageConfig) -> None:
+    def initialize(
+        self, model: nn.Module, weights: Weights | None, stage: StageConfig, parts: dict[str, Weights] | None = None
+    ) -> None:
         """Load the weights a fresh stage starts from (None: keep the random initialisation): weights of this
         recipe's own kind, loaded strictly (through `state_to_load`), or, for a recipe that
         `starts_from_tokenizer`, tokenizer weights: the model's HQ prior (`tokenizer`), and its `lq_encoder` as
-        a copy of the tokenizer's encoder."""
+        a copy of the tokenizer's encoder. `parts` holds the stage's `init_parts` (a recipe that declares
+        `init_parts` loads them)."""
         where = f"stage {stage.name!r}"
         if weights is None:
             if self.starts_from_tokenizer:
                 raise FacemendError(f"{where}: {self.kind} starts from trained tokenizer weights (set init)")
             return
         if self.starts_from_tokenizer and weights.kind == "tokenizer":
-            load_into(model.tokenizer, weights.state_dict, f"{where}: tokenizer weights")
-            model.lq_encoder.load_state_dict(model.tokenizer.encoder.state_dict())
+            load_tokenizer(model.tokenizer, model.lq_encoder, weights, f"{where}: tokenizer weights")
         elif weights.kind == self.kind:
             load_into(model, self.state_to_load(model, weights), where)
         else:
@@ -83,6 +87,9 @@ class Recipe(ABC):
     def state_to_load(self, model: nn.Module, weights: Weights) -> dict[str, torch.Tensor]:
         """The state dict a stage loads from weights of this recipe's kind (default: all of it)."""
         return weights.state_dict
+
+    def check_stage(self, stage: StageConfig) -> None:  # noqa: B027 (a hook: most recipes run every stage)
+        """Raise ValueError, naming the stage's field, for a stage this recipe cannot run (default: any runs)."""
 
     @abstractmethod
     def generator_step(
@@ -93,3 +100,10 @@ class Recipe(ABC):
     @abstractmethod
     def validate(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], list[torch.Tensor]]:
         """Scores of the (EMA) model on a fixed validation batch, and rows of images for the sample grid."""
+
+
+def load_tokenizer(tokenizer: nn.Module, encoder: nn.Module, weights: Weights, where: str) -> None:
+    """Tokenizer weights into `tokenizer` (strictly), and its encoder copied into `encoder`, the encoder a
+    restorer trains from the tokenizer's."""
+    load_into(tokenizer, weights.state_dict, where)
+    encoder.load_state_dict(tokenizer.encoder.state_dict())

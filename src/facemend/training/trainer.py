@@ -59,6 +59,14 @@ def check_config(config: TrainConfig, recipe: Recipe) -> None:
         for module in stage.trainable:
             if module not in known_paths:
                 raise ConfigError(f"stages[{i}].trainable: no module {module!r} (modules: {', '.join(modules)})")
+        for part in stage.init_parts:
+            if part not in recipe.init_parts:
+                known = ", ".join(recipe.init_parts) or "none"
+                raise ConfigError(f"stages[{i}].init_parts.{part}: unknown part for recipe {recipe.name!r} ({known})")
+        try:
+            recipe.check_stage(stage)
+        except ValueError as error:
+            raise ConfigError(f"stages[{i}].{error}") from None
         if stage.weight("adversarial") > 0 and recipe.build_discriminator() is None:
             raise ConfigError(f"stages[{i}].losses.adversarial: recipe {recipe.name!r} has no discriminator")
 
@@ -266,17 +274,23 @@ def train(
 
 
 def _initialise(model, recipe: Recipe, config: TrainConfig, index: int, fabric: Fabric) -> None:
-    """Weights a stage starts from: its `init` folder, else the previous stage's export, else random."""
+    """Weights a stage starts from: its `init` folder (and its `init_parts`), else the previous stage's export,
+    else random."""
     stage = config.stages[index]
     folder = Path(stage.init) if stage.init else (config.run_dir / config.stages[index - 1].name if index else None)
     if folder is None:
         recipe.initialize(model, None, stage)
         return
-    if not folder.exists():
-        hint = f"stages[{index}].init" if stage.init else f"the previous stage ({config.stages[index - 1].name})"
-        raise FacemendError(f"{folder}: no such weights folder ({hint}); train that stage first or set init")
-    fabric.print(f"{stage.name}: starting from {folder}")
-    recipe.initialize(model, load_weights(folder), stage)
+    hint = f"stages[{index}].init" if stage.init else f"the previous stage ({config.stages[index - 1].name})"
+    folders = {hint: folder} | {
+        f"stages[{index}].init_parts.{part}": Path(path) for part, path in stage.init_parts.items()
+    }
+    for field, path in folders.items():
+        if not path.exists():
+            raise FacemendError(f"{path}: no such weights folder ({field}); train that stage first or set init")
+    fabric.print(f"{stage.name}: starting from {', '.join(map(str, folders.values()))}")
+    parts = {part: load_weights(path, recipe.init_parts[part]) for part, path in stage.init_parts.items()}
+    recipe.initialize(model, load_weights(folder), stage, parts)
 
 
 def _save(fabric: Fabric, path: Path, state: dict) -> None:

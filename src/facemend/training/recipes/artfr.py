@@ -65,7 +65,9 @@ class ArtfrRecipe(Recipe):
             logs["code_acc"] = (indices == target).float().mean().item()
             fidelity = draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device)
             images = model.decode(indices, features, fidelity)
-            return fusion_step(self, model, images, hq, fidelity, stage, discriminator, loss, logs)
+            return fusion_step(
+                self, model.tokenizer, model.fusion, images, hq, fidelity, stage, discriminator, loss, logs
+            )
         logs["loss"] = loss.item()
         return StepOutput(loss, logs)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facemend.models.fusion import FidelityFusion
+from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
 from facemend.training.losses import adaptive_adversarial_weight
 from facemend.training.recipe import Recipe, StepOutput
@@ -35,7 +37,8 @@ def draw_fidelity(count: int, one_share: float | None, device) -> torch.Tensor:
 
 def fusion_step(
     recipe: Recipe,
-    model: nn.Module,
+    tokenizer: VQTokenizer,
+    fusion: FidelityFusion,
     images: torch.Tensor,
     hq: torch.Tensor,
     fidelity: torch.Tensor,
@@ -44,7 +47,7 @@ def fusion_step(
     loss: torch.Tensor,
     logs: dict[str, float],
 ) -> StepOutput:
-    """Add the decoded-image losses to `loss`; `model` has `tokenizer.decoder` and `fusion` (FidelityFusion)."""
+    """Add the decoded-image losses to `loss`; `images` came from `tokenizer`'s decoder with `fusion`."""
     l1 = (images - hq).abs().mean()
     perceptual = recipe.perceptual(images, hq) if stage.weight("perceptual") else torch.zeros_like(l1)
     reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
@@ -54,9 +57,9 @@ def fusion_step(
         realism = discriminator(images).mean(dim=(1, 2, 3))
         weight = 1.0 - fidelity if stage.fidelity_one_share is None else torch.ones_like(fidelity)
         adversarial = -(weight * realism).mean()  # hinge generator loss
-        last_layer = model.tokenizer.decoder.conv_out.weight
+        last_layer = tokenizer.last_layer
         if not last_layer.requires_grad:  # frozen decoder: measure at the fusion's last layer, the one trained
-            blocks = model.fusion.blocks
+            blocks = fusion.blocks
             last_layer = blocks[min(blocks.keys(), key=int)].shift.weight  # the full-resolution-most block
         balance = adaptive_adversarial_weight(reconstruction, adversarial, last_layer)
         loss = loss + stage.weight("adversarial") * balance * adversarial

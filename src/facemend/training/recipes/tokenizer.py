@@ -1,8 +1,14 @@
 """How the VQ tokenizer — the HQ prior of the codebook methods — is trained: reconstruct HQ faces with L1 +
 perceptual (MobileNetV2-ImageNet) + hinge adversarial (adaptive weight, after a warm-up) + commitment losses.
-Not a restorer itself: the methods load its exported weights."""
+Not a restorer itself: the methods load its exported weights.
+
+`tokenizer-lq` trains the same tokenizer on LQ faces (degraded on the fly by the training data's degradation
+model) by self-reconstruction: DAEFR's LQ autoencoder, with its own codebook. The two recipes differ only in the
+batch entry they reconstruct (`images`)."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 
@@ -20,12 +26,13 @@ class TokenizerRecipe(Recipe):
     config_class = TokenizerConfig
     model_class = VQTokenizer
     losses = frozenset({"l1", "perceptual", "adversarial", "commitment"})
+    images: ClassVar[str] = "hq"  # the batch entry reconstructed
 
     def generator_step(self, model, batch, stage: StageConfig, discriminator) -> StepOutput:
-        hq = batch["hq"]
-        reconstruction, quantized = model(hq)
-        l1 = (reconstruction - hq).abs().mean()
-        perceptual = self.perceptual(reconstruction, hq) if stage.weight("perceptual") else torch.zeros_like(l1)
+        images = batch[self.images]
+        reconstruction, quantized = model(images)
+        l1 = (reconstruction - images).abs().mean()
+        perceptual = self.perceptual(reconstruction, images) if stage.weight("perceptual") else torch.zeros_like(l1)
         reconstruction_loss = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
         loss = reconstruction_loss + stage.weight("commitment") * quantized.commitment_loss + quantized.codebook_loss
         logs = {"l1": l1.item(), "perceptual": perceptual.item(), "commitment": quantized.commitment_loss.item()}
@@ -35,16 +42,24 @@ class TokenizerRecipe(Recipe):
             loss = loss + stage.weight("adversarial") * balance * adversarial
             logs.update(g_adv=adversarial.item(), adv_balance=balance.item())
         logs["loss"] = loss.item()
-        return StepOutput(loss, logs, fake=reconstruction, real=hq)
+        return StepOutput(loss, logs, fake=reconstruction, real=images)
 
     def validate(self, model: VQTokenizer, batch):
-        hq = batch["hq"]
-        reconstruction, quantized = model(hq)
+        images = batch[self.images]
+        reconstruction, quantized = model(images)
         used, perplexity = codebook_usage(quantized.indices, self.config.codebook_size)
         scores = {
-            "psnr_rgb": float(psnr(reconstruction.clamp(0, 1), hq).mean()),
-            "l1": float((reconstruction - hq).abs().mean()),
+            "psnr_rgb": float(psnr(reconstruction.clamp(0, 1), images).mean()),
+            "l1": float((reconstruction - images).abs().mean()),
             "codes_used": used,
             "perplexity": perplexity,
         }
-        return scores, [hq, reconstruction]
+        return scores, [images, reconstruction]
+
+
+class LqTokenizerRecipe(TokenizerRecipe):
+    """The tokenizer of LQ faces (DAEFR's LQ branch); its weights are of kind `tokenizer` too."""
+
+    name = "tokenizer-lq"
+    paired = True  # batches carry "lq" beside "hq"
+    images = "lq"

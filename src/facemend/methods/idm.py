@@ -1,0 +1,132 @@
+"""`idm`: a conditional denoising diffusion restorer (IDM, "Iterative Diffusion Models"). No public code exists;
+the paper's abstract fixes the idea (a conditional diffusion model; intrinsic iterative refinement by the
+sampler, extrinsic iterative enhancement of the training set), the rest is ours:
+
+- Network: a compact UNet (`models/unet.py`) on the noisy HQ face x_t concatenated with the LQ face (SR3's
+  conditioning), timestep embedded and added in every residual block. No tokenizer: the method is independent
+  of the codebook prior. Faces are mapped from [0, 1] to [−1, 1] for the network and back.
+- Diffusion: T = 1000 steps of the cosine schedule; the UNet predicts v (`prediction_type`; why, and the
+  alternatives, in `samplers/ddim.py`). Training (`training/recipes/idm.py`): MSE on v at a uniform timestep.
+- Intrinsic iterative refinement = the DDIM sampler's steps (`samplers/ddim.py`, eta = 0): start from Gaussian
+  noise drawn with the `seed` knob, then predict and step `steps` times; `steps` = 1 is the model's one-shot
+  x0 estimate. The noise is drawn for the batch as a whole: a face's result depends on its place in the batch.
+  The default of 10 steps is provisional (it keeps a 128-px face under 2 s here), to be set from the steps sweep.
+- Extrinsic iterative enhancement (`pipelines/clean.py`, `facemend clean`): the model restores the training set's
+  HQ faces, and the next round trains on the cleaned set.
+- Export: one network, `denoise` (x_t, LQ face, timesteps → prediction), the sampler's loop stays in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from facemend.errors import FacemendError
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_faces
+from facemend.models.unet import UNet, UNetConfig
+from facemend.samplers.ddim import PREDICTION_TYPES, DDIMScheduler, cosine_alphas_cumprod
+
+KIND = "idm"
+DEFAULT_STEPS = 10  # provisional: to be chosen from the steps sweep of issue 8
+
+
+@dataclass
+class IdmConfig:
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    image_size: int = 128  # face size it is trained and run at; the UNet itself takes any multiple of its stride
+    num_train_timesteps: int = 1000  # T of the cosine noise schedule
+    prediction_type: str = "v_prediction"  # what the UNet predicts: "v_prediction", "epsilon" or "sample" (x0)
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            known = ", ".join(PREDICTION_TYPES)
+            raise ValueError(f"prediction_type must be one of {known}, got {self.prediction_type!r}")
+        if self.num_train_timesteps < 1:
+            raise ValueError(f"num_train_timesteps must be >= 1, got {self.num_train_timesteps}")
+        if self.image_size < 1 or self.image_size % self.unet.stride:
+            raise ValueError(
+                f"image_size must be a positive multiple of the stride {self.unet.stride}, got {self.image_size}"
+            )
+
+
+def make_scheduler(config: IdmConfig) -> DDIMScheduler:
+    """A DDIM scheduler on the model's noise schedule: the one training noises with and sampling inverts."""
+    return DDIMScheduler(cosine_alphas_cumprod(config.num_train_timesteps), config.prediction_type)
+
+
+Predict = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class IdmModel(nn.Module):
+    def __init__(self, config: IdmConfig):
+        super().__init__()
+        self.config = config
+        self.unet = UNet(config.unet)
+
+    def forward(self, noisy: torch.Tensor, lq: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """x_t `b 3 h w` and LQ faces `b 3 h w`, both in [−1, 1], and timesteps `b` → the prediction `b 3 h w`."""
+        return self.unet(noisy, timesteps, lq)
+
+    def sample(
+        self, lq: torch.Tensor, steps: int, generator: torch.Generator | None = None, predict: Predict | None = None
+    ) -> torch.Tensor:
+        """`b 3 h w` LQ faces in [0, 1] → restored faces in [0, 1], by `steps` DDIM steps (eta = 0) from noise
+        drawn with `generator`; `predict` (default: this model) maps (x_t, LQ, timesteps) to the prediction."""
+        predict = predict or self
+        scheduler = make_scheduler(self.config)
+        scheduler.set_timesteps(steps)
+        condition = lq.float() * 2 - 1
+        sample = torch.randn(condition.shape, generator=generator, device=lq.device)
+        for t in scheduler.timesteps:
+            timesteps = torch.full((lq.shape[0],), int(t), dtype=torch.long, device=lq.device)
+            sample = scheduler.step(predict(sample, condition, timesteps), t, sample).prev_sample
+        return ((sample + 1) / 2).clamp(0, 1)
+
+
+class IdmDenoise(nn.Module):
+    """x_t, LQ faces (both `b 3 S S` in [−1, 1]) and timesteps `b` → the prediction: one sampler step's network."""
+
+    def __init__(self, model: IdmModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy: torch.Tensor, lq: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.model(noisy, lq, timesteps)
+
+
+class IdmRestorer(WeightsRestorer):
+    name = "idm"
+    kind = KIND
+    config_class = IdmConfig
+    model_class = IdmModel
+    knobs = (
+        Knob("steps", int, DEFAULT_STEPS, 1, 1000, "sampler steps (DDIM; 1 = the one-shot estimate)"),
+        Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the starting noise"),
+    )
+
+    def __init__(self, model: IdmModel):
+        super().__init__(model)
+        self.networks = {"denoise": IdmDenoise(self.model)}
+
+    @staticmethod
+    def face_size_of(config: IdmConfig) -> int:
+        return config.image_size
+
+    def network_specs(self, batch: int = 1) -> dict[str, NetworkSpec]:
+        size, last = self.face_size, self.model.config.num_train_timesteps - 1
+        inputs = {
+            "noisy": torch.randn(batch, 3, size, size),
+            "lq": torch.rand(batch, 3, size, size) * 2 - 1,
+            "timesteps": torch.full((batch,), last, dtype=torch.long),
+        }
+        return {"denoise": NetworkSpec(inputs, ("prediction",))}
+
+    def restore_faces(self, faces: torch.Tensor, *, steps: int, seed: int) -> torch.Tensor:
+        if steps > self.model.config.num_train_timesteps:
+            raise FacemendError(f"knob 'steps' must be <= {self.model.config.num_train_timesteps} for this model")
+        generator = torch.Generator(faces.device).manual_seed(int(seed))
+        restored = self.model.sample(resize_faces(faces, self.face_size), steps, generator, self.networks["denoise"])
+        return resize_faces(restored, faces.shape[-1])

@@ -1,0 +1,135 @@
+"""How `daefr` is trained, on two frozen tokenizers: the HQ prior and the LQ tokenizer (recipe `tokenizer-lq`).
+
+- `associate` (DAEFR's association stage): the HQ-branch encoder reads the HQ face, the LQ-branch encoder the LQ
+  face; `association` = the symmetric cross-entropy over the patch similarity matrix S = exp(t) · f_hq · f_lqᵀ
+  of each face (unit-normalised token-grid features, diagonal = same patch; `losses.patch_association_loss`),
+  mean over the batch. Both branches keep their reconstruction losses: each branch encoder's latent goes
+  through its own tokenizer's frozen quantizer and decoder, and is compared with what that tokenizer was
+  trained on (HQ branch: the HQ face; LQ branch: the LQ face) with `l1` (+ `perceptual`) and the quantizer's
+  `commitment`; they keep the associated latents decodable, near their codebooks.
+- `predict` (DAEFR's final stage): both branch encoders read the LQ face, are combined (`combine`) and the
+  transformer predicts the HQ face's codes (targets: the frozen HQ tokenizer's codes of the HQ face):
+  `code_ce` + `feature_mse` (DAEFR: CE + 10 × feature L2), the lookup stage shared with baseline
+  (`lookup_stage.py`; the feature L2 is taken on the combined latent, unit-normalised, against the HQ codes).
+- `fusion`: the shared fusion stage on the predicted codes (`fusion_stage.py`), as for baseline and artfr.
+
+A stage that weights `association` is an association stage (its `l1`, `perceptual` and `commitment` are the
+branches' reconstruction losses); any other runs the lookup and/or fusion losses.
+
+Starting weights: the first stage starts from tokenizer weights in `init` (the HQ prior) and, unless
+`combine: hq_only`, the LQ tokenizer's in `init_parts: {lq_tokenizer: FOLDER}`; each branch encoder starts as
+a copy of its tokenizer's encoder. A stage may also start from daefr weights (later stages: the previous
+stage's export).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from facemend.errors import FacemendError
+from facemend.methods.daefr import KIND, DaefrConfig, DaefrModel
+from facemend.models.tokenizer import VQTokenizer
+from facemend.training.config import StageConfig
+from facemend.training.losses import patch_association_loss, patch_similarity
+from facemend.training.recipe import Recipe, StepOutput, load_tokenizer
+from facemend.training.recipes.lookup_stage import lookup_step, lookup_validate
+from facemend.weights import Weights
+
+ASSOCIATION_LOSSES = ("association", "l1", "perceptual", "commitment")
+
+
+def association_accuracy(hq_latent: torch.Tensor, lq_latent: torch.Tensor) -> float:
+    """Share of patches whose most similar patch in the other map is the same patch (both ways, averaged)."""
+    similarity = patch_similarity(hq_latent, lq_latent, 1.0)
+    diagonal = torch.arange(similarity.shape[1], device=similarity.device)
+    rows = (similarity.argmax(dim=2) == diagonal).float().mean()
+    columns = (similarity.argmax(dim=1) == diagonal).float().mean()
+    return float((rows + columns) / 2)
+
+
+class DaefrRecipe(Recipe):
+    name = "daefr"
+    kind = KIND
+    config_class = DaefrConfig
+    model_class = DaefrModel
+    losses = frozenset({*ASSOCIATION_LOSSES, "code_ce", "feature_mse", "adversarial"})
+    paired = True
+    starts_from_tokenizer = True
+    init_parts = {"lq_tokenizer": "tokenizer"}
+
+    def check_stage(self, stage: StageConfig) -> None:
+        dual = self.config.combine != "hq_only"
+        if stage.init_parts and not dual:
+            raise ValueError("init_parts: combine hq_only has no LQ tokenizer to load")
+        if stage.weight("association"):
+            if not dual:
+                raise ValueError("losses.association: combine hq_only has one encoder, nothing to associate")
+            other = sorted(name for name in stage.losses if stage.weight(name) and name not in ASSOCIATION_LOSSES)
+            if other:
+                raise ValueError(
+                    f"losses.{other[0]}: an association stage (one weighting association) takes only "
+                    f"{', '.join(ASSOCIATION_LOSSES)}"
+                )
+        elif stage.weight("commitment"):
+            raise ValueError("losses.commitment: only an association stage (one weighting association) uses it")
+
+    def initialize(
+        self, model: DaefrModel, weights: Weights | None, stage: StageConfig, parts: dict[str, Weights] | None = None
+    ) -> None:
+        where = f"stage {stage.name!r}"
+        parts = parts or {}
+        if weights is None or weights.kind != "tokenizer":
+            if parts:
+                raise FacemendError(f"{where}: init_parts load beside tokenizer weights only, not {KIND} weights")
+            super().initialize(model, weights, stage)
+            return
+        load_tokenizer(model.hq_tokenizer, model.hq_branch_encoder, weights, f"{where}: tokenizer weights")
+        if model.dual:
+            if "lq_tokenizer" not in parts:
+                raise FacemendError(
+                    f"{where}: combine {model.config.combine!r} starts from the LQ tokenizer's weights too "
+                    "(set init_parts.lq_tokenizer)"
+                )
+            lq_where = f"{where}: init_parts.lq_tokenizer"
+            load_tokenizer(model.lq_tokenizer, model.lq_branch_encoder, parts["lq_tokenizer"], lq_where)
+
+    def generator_step(self, model: DaefrModel, batch, stage: StageConfig, discriminator) -> StepOutput:
+        if stage.weight("association"):
+            return self.associate(model, batch, stage)
+        return lookup_step(self, model, model.hq_tokenizer, model.fusion, batch, stage, discriminator)
+
+    def associate(self, model: DaefrModel, batch, stage: StageConfig) -> StepOutput:
+        """The association stage's step: patch association of the two branches + their reconstruction losses."""
+        hq, lq = batch["hq"], batch["lq"]
+        hq_latent, lq_latent = model.hq_branch_encoder(hq), model.lq_branch_encoder(lq)
+        logit_scale = model.association()
+        association = patch_association_loss(hq_latent, lq_latent, logit_scale)
+        loss = stage.weight("association") * association
+        logs = {"association": association.item(), "logit_scale": logit_scale.item()}
+        logs["association_acc"] = association_accuracy(hq_latent.detach(), lq_latent.detach())
+        if any(stage.weight(name) for name in ASSOCIATION_LOSSES[1:]):
+            hq_terms = self.reconstruction(hq_latent, model.hq_tokenizer, hq, stage)
+            lq_terms = self.reconstruction(lq_latent, model.lq_tokenizer, lq, stage)
+            for name, hq_term, lq_term in zip(ASSOCIATION_LOSSES[1:], hq_terms, lq_terms, strict=True):
+                loss = loss + stage.weight(name) * (hq_term + lq_term)
+                logs[name] = (hq_term + lq_term).item()
+        logs["loss"] = loss.item()
+        return StepOutput(loss, logs)
+
+    def reconstruction(
+        self, latent: torch.Tensor, tokenizer: VQTokenizer, target: torch.Tensor, stage: StageConfig
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A branch encoder's latent through its tokenizer's quantizer and decoder: (l1, perceptual, commitment)
+        against `target`, the faces that tokenizer reconstructs."""
+        quantized = tokenizer.quantizer(latent)
+        images = tokenizer.decoder(quantized.quantized)
+        l1 = (images - target).abs().mean()
+        perceptual = self.perceptual(images, target) if stage.weight("perceptual") else torch.zeros_like(l1)
+        return l1, perceptual, quantized.commitment_loss
+
+    def validate(self, model: DaefrModel, batch):
+        scores, rows = lookup_validate(model, batch)
+        if model.dual:
+            hq_latent, lq_latent = model.hq_branch_encoder(batch["hq"]), model.lq_branch_encoder(batch["lq"])
+            scores["association_acc"] = association_accuracy(hq_latent, lq_latent)
+        return scores, rows
