@@ -346,12 +346,14 @@ def test_untrained_models_say_how_to_get_them():
             resolve_model(name)
 
 
-def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
-    config = load_train_config(REPO / "configs" / "daefr-base.yaml")
+def paper_scale_step(name: str, stage_name: str):
+    """configs/NAME.yaml's recipe and model, after one generator step of its stage STAGE_NAME on one random face
+    pair (that stage's modules trainable) and its backward; checks the loss is finite and reaches every trainable
+    module. Returns (recipe, model, step output)."""
+    config = load_train_config(REPO / "configs" / f"{name}.yaml")
     recipe = recipe_for(config)
-    assert recipe.config.tokenizer.token_grid == 16 and recipe.config.tokenizer.codebook_dim == 256
     model = recipe.build_model()
-    stage = next(stage for stage in config.stages if stage.name == "predict")
+    stage = next(stage for stage in config.stages if stage.name == stage_name)
     model.requires_grad_(False)
     for module in stage.trainable:
         model.get_submodule(module).requires_grad_(True)
@@ -363,6 +365,12 @@ def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
     assert torch.isfinite(out.loss)
     for module in stage.trainable:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.get_submodule(module).parameters())
+    return recipe, model, out
+
+
+def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
+    recipe, _, _ = paper_scale_step("daefr-base", "predict")
+    assert recipe.config.tokenizer.token_grid == 16 and recipe.config.tokenizer.codebook_dim == 256
 
 
 def test_ablation_script_writes_one_table():

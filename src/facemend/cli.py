@@ -149,6 +149,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from facemend.pipelines.score import read_calibration, score_folder
+
+    calibration = read_calibration(args.calibration) if args.calibration else None
+    summary = score_folder(
+        args.folder,
+        args.output,
+        calibration,
+        metric=args.metric,
+        size=args.size,
+        face_size=args.face_size,
+        batch_size=args.batch,
+        progress=not args.quiet,
+    )
+    fit = summary["calibration"]
+    how = "fitted to these faces" if summary["calibration_fitted"] else f"from {args.calibration}"
+    size = "null" if fit["size"] is None else fit["size"]
+    print(
+        f"{summary['count']} faces scored into {args.output}: median {fit['metric']} "
+        f"{summary[fit['metric']]['q50']:.3f}, median score {summary['score']['q50']:.3f}; calibration ({how}), "
+        f"for a config's quality_conditioning:\n"
+        f"  prior: {{metric: {fit['metric']}, size: {size}, centre: {fit['centre']:.4f}, scale: {fit['scale']:.4f}}}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_testset(args: argparse.Namespace) -> int:
     from facemend.pipelines.testset import build_testset
 
@@ -315,6 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--batch", type=int, default=16, metavar="B", help="faces measured at once")
     evaluation.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     evaluation.set_defaults(run=cmd_eval)
+
+    score = commands.add_parser("score", help="IQPFR's quality prior (calibrated NIQE) on every image of a folder")
+    score.add_argument("folder", metavar="DIR", help="folder of (aligned) face images, searched recursively")
+    score.add_argument("-o", "--output", required=True, metavar="OUT", help="scores.jsonl, summary.json, histogram.png")
+    score.add_argument(
+        "--calibration", metavar="FILE", help="a summary.json of an earlier run (default: fit one to these faces)"
+    )
+    score.add_argument("--metric", choices=("niqe", "brisque"), default=None, help="the prior's metric (default niqe)")
+    score.add_argument(
+        "--size", type=int, default=None, metavar="S", help="score at S px (default: niqe 512, brisque the faces' own)"
+    )
+    score.add_argument(
+        "--face-size", type=int, default=None, metavar="S", help="resize faces to S first, as training loads them"
+    )
+    score.add_argument("--batch", type=int, default=16, metavar="B", help="faces scored at once")
+    score.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(run=cmd_score)
 
     testset = commands.add_parser("testset", help="build facemend-test from the test split of `prepare`")
     testset.add_argument("--prepared", required=True, metavar="OUT", help="folder written by `facemend prepare`")

@@ -5,11 +5,15 @@ Randomness is a function of a *draw* number, never of process state: the sampler
 (`epoch · n + position`), and draw `k` always gives the same face, flip and degradation. That is what lets
 `--resume` continue with exactly the batches an uninterrupted run would have seen, with any number of
 loader workers or processes.
+
+A stage may train on part of the faces: those whose quality score in `data.scores` (the scores.jsonl of
+`facemend score ROOT/train`) is at least the stage's `min_score` (iqpfr's HQ+ codebook).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +43,7 @@ class DataConfig:
     gray_prob: float = 0.1  # share of LQ faces made greyscale (old photographs)
     cache_dir: str = "runs/cache"  # decoded faces are kept here as .npy, keyed by the file list
     val_faces: int = 64  # validation faces (spread over the val split) scored at every sample step
+    scores: str | None = None  # `facemend score ROOT/train`'s scores.jsonl, for stages with a min_score
 
     def __post_init__(self) -> None:
         for name in ("size", "batch_size", "val_faces"):
@@ -48,20 +53,29 @@ class DataConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not 0.0 <= self.gray_prob <= 1.0:
             raise ValueError(f"gray_prob must be in [0, 1], got {self.gray_prob}")
+        if self.scores is not None and not self.scores.endswith(".jsonl"):
+            raise ValueError(f"scores must be a .jsonl file (facemend score's scores.jsonl), got {self.scores!r}")
 
 
 def _read_face(path: Path, size: int) -> np.ndarray:
     return resize_face(read_image(path).to_uint8(), size)
 
 
-def load_faces(folder: str | Path, size: int, cache_dir: str | Path | None = None) -> np.ndarray:
-    """Every image in `folder` as a uint8 `n size size 3` array (file-name order), cached by file list."""
+def face_files(folder: str | Path) -> list[Path]:
+    """The images directly in `folder`, in file-name order (the order of `load_faces`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FacemendError(f"{folder}: no such folder (make it with `facemend prepare`)")
     files = list_images([folder], recursive=False)
     if not files:
         raise FacemendError(f"{folder}: no images")
+    return files
+
+
+def load_faces(folder: str | Path, size: int, cache_dir: str | Path | None = None) -> np.ndarray:
+    """Every image in `folder` as a uint8 `n size size 3` array (file-name order), cached by file list."""
+    folder = Path(folder)
+    files = face_files(folder)
     key = hashlib.sha256("\n".join(f"{f.name}:{f.stat().st_size}" for f in files).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"{folder.name}-{size}-{key}.npy" if cache_dir else None
     if cache is not None and cache.exists():
@@ -71,6 +85,39 @@ def load_faces(folder: str | Path, size: int, cache_dir: str | Path | None = Non
         buffer = _npy_bytes(faces)
         write_bytes_atomic(cache, buffer)
     return faces
+
+
+def read_scores(path: str | Path, field: str = "data.scores") -> dict[str, float]:
+    """A scores.jsonl of `facemend score` as {file: score}; problems name the config `field`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise FacemendError(f"{field}: {path}: cannot read ({error.__class__.__name__}: {error})") from None
+    scores: dict[str, float] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            scores[str(entry["file"])] = float(entry["score"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise FacemendError(
+                f'{field}: {path} line {number}: expected {{"file": ..., "score": ...}} (facemend score)'
+            ) from None
+    return scores
+
+
+def faces_scoring(files: list[Path], scores: dict[str, float], min_score: float, field: str = "data.scores"):
+    """Positions in `files` (a folder's images) of the faces whose score, looked up by file name, is ≥
+    `min_score`; a file without a score is an error naming `field`."""
+    missing = [file.name for file in files if file.name not in scores]
+    if missing:
+        raise FacemendError(
+            f"{field}: {len(missing)} of {len(files)} training faces have no score (first: {missing[0]}); "
+            f"score the training folder itself: facemend score {files[0].parent} -o OUT"
+        )
+    return np.array([i for i, file in enumerate(files) if scores[file.name] >= min_score], dtype=np.int64)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

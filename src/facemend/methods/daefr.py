@@ -21,6 +21,8 @@ from it (DESIGN.md's facts); the rest is ours:
 - Fidelity: the shared controllable fusion (CodeFormer's) of the LQ-branch encoder's features (the HQ-branch
   encoder's under `hq_only`) into the HQ decoder at weight `fidelity`, trained last: decoding the codes alone
   loses identity at the tiny size, as for baseline and artfr.
+- Quality conditioning (`daefr-q`, off by default): IQPFR's plug-in (`models/quality_conditioning.py`), added to
+  the combined latent the transformer reads; nothing else changes.
 - Restoring drops the LQ tokenizer and the temperature (`DaefrRestorer.training_only`): bundled weights leave
   them out (tiny: 9.9 M parameters, 19 MiB in float16, under the 20 MiB limit; 24 MiB with them). The HQ
   tokenizer's encoder stays: code accuracy needs the HQ faces' codes.
@@ -38,6 +40,7 @@ from facemend.methods.lookup import CodePrediction, LookupRestorer, predict_code
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
 from facemend.models.cross_attention import CrossAttention
 from facemend.models.fusion import FidelityFusion, check_fusion_levels
+from facemend.models.quality_conditioning import QualityConditioningConfig, quality_condition, quality_embedding
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 
 KIND = "daefr"
@@ -52,6 +55,7 @@ class DaefrConfig:
     combine: str = "mhca"  # how the branches meet: "mhca" (DAEFR), "add" or "hq_only" (ablations)
     attention_heads: int = 8  # heads of the cross-attention, on codebook_dim channels (DAEFR: 8 on 256)
     fusion_levels: tuple[int, ...] = (0, 1, 2)  # tokenizer levels (0 = full resolution) that take LQ features
+    quality_conditioning: QualityConditioningConfig | None = None  # IQPFR's plug-in (daefr-q); None: off
 
     def __post_init__(self) -> None:
         self.fusion_levels = check_fusion_levels(self.fusion_levels, len(self.tokenizer.channel_mults))
@@ -110,6 +114,7 @@ class DaefrModel(nn.Module):
             config.transformer, tokens.codebook_dim, tokens.codebook_size, tokens.token_grid
         )
         self.fusion = FidelityFusion(tokens.widths(), config.fusion_levels)
+        self.quality_embedding = quality_embedding(config.quality_conditioning, tokens)
 
     @property
     def dual(self) -> bool:
@@ -126,12 +131,20 @@ class DaefrModel(nn.Module):
         return self.combine(lq_latent, hq_latent), lq_features
 
     def forward(
-        self, lq: torch.Tensor, fidelity: torch.Tensor | float | None = None, hq: torch.Tensor | None = None
+        self,
+        lq: torch.Tensor,
+        fidelity: torch.Tensor | float | None = None,
+        hq: torch.Tensor | None = None,
+        quality: torch.Tensor | float | None = None,
     ) -> CodePrediction:
         """`b 3 H W` LQ faces in [0, 1] → the lookup's `CodePrediction` (`methods/lookup.py`): the HQ prior's
-        codes predicted from the combined latent, decoded with the fusion when `fidelity` is given."""
+        codes predicted from the combined latent (plus the embedding of `quality` when conditioned), decoded
+        with the fusion when `fidelity` is given."""
         latent, features = self.encode(lq)
-        return predict_codes(self.transformer, self.hq_tokenizer, self.fusion, latent, features, fidelity, hq)
+        condition = quality_condition(self.quality_embedding, quality, latent)
+        return predict_codes(
+            self.transformer, self.hq_tokenizer, self.fusion, latent, features, fidelity, hq, condition
+        )
 
 
 class DaefrRestorer(LookupRestorer):

@@ -23,6 +23,8 @@ from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
 from facemend.methods.daefr import DaefrRestorer
 from facemend.methods.idm import IdmRestorer
+from facemend.methods.iqpfr import IqpfrRestorer
+from facemend.methods.lookup import lookup_knobs
 from facemend.weights import bundled, bundled_registry, load_weights
 
 if TYPE_CHECKING:
@@ -41,7 +43,13 @@ class ModelInfo:
 
 
 # weights-folder kind → the restorer built from such a folder
-RESTORER_KINDS = {"baseline": BaselineRestorer, "daefr": DaefrRestorer, "artfr": ArtfrRestorer, "idm": IdmRestorer}
+RESTORER_KINDS = {
+    "baseline": BaselineRestorer,
+    "daefr": DaefrRestorer,
+    "artfr": ArtfrRestorer,
+    "iqpfr": IqpfrRestorer,
+    "idm": IdmRestorer,
+}
 
 
 def _bundled_baseline() -> Restorer:
@@ -96,6 +104,26 @@ MODELS: dict[str, ModelInfo] = {
             "fusion",
         ),
         _paper_scale("daefr", DaefrRestorer.knobs, "fusion"),
+        _not_trained_yet(
+            "iqpfr",
+            "IQPFR: a quality-conditioned transformer predicts common and HQ+ codes (a dual codebook, HQ+ learned "
+            "from the best-scoring faces), trained to raise a NIQE-based prior's score; `quality` sets the target",
+            IqpfrRestorer.knobs,
+            "fusion",
+        ),
+        _paper_scale("iqpfr", IqpfrRestorer.knobs, "fusion"),
+        _not_trained_yet(
+            "baseline-q",
+            "baseline with IQPFR's quality conditioning (the target score embedded into the LQ latent)",
+            lookup_knobs(True),
+            "fusion",
+        ),
+        _not_trained_yet(
+            "daefr-q",
+            "daefr with IQPFR's quality conditioning (the target score embedded into the combined latent)",
+            lookup_knobs(True),
+            "fusion",
+        ),
         _not_trained_yet(
             "artfr",
             "ART-FR: masked generative transformer over the HQ codes, iterative parallel sampling (MaskGIT), "
@@ -160,6 +188,7 @@ RECIPES = {
     "baseline": "facemend.training.recipes.baseline:BaselineRecipe",
     "daefr": "facemend.training.recipes.daefr:DaefrRecipe",
     "artfr": "facemend.training.recipes.artfr:ArtfrRecipe",
+    "iqpfr": "facemend.training.recipes.iqpfr:IqpfrRecipe",
     "idm": "facemend.training.recipes.idm:IdmRecipe",
 }
 

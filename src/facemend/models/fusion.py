@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from facemend.models.blocks import ResBlock
-from facemend.models.tokenizer import VQTokenizer
+from facemend.models.tokenizer import Decoder, VQTokenizer
 
 
 class FusionBlock(nn.Module):
@@ -62,10 +62,20 @@ def decode_with_fusion(
 ) -> torch.Tensor:
     """Code indices `b h w` → images `b 3 H W` through the tokenizer's decoder, with the LQ encoder's features
     (one per level) fused in at weight `fidelity` (a float or `b`)."""
+    return decode_codes_with_fusion(
+        tokenizer.decoder, fusion, tokenizer.quantizer.lookup(indices), lq_features, fidelity
+    )
+
+
+def decode_codes_with_fusion(
+    decoder: Decoder,
+    fusion: FidelityFusion,
+    codes: torch.Tensor,
+    lq_features: list[torch.Tensor],
+    fidelity: torch.Tensor | float,
+) -> torch.Tensor:
+    """Codes `b d h w` → images `b 3 H W` through `decoder`, with the LQ features fused in at `fidelity`."""
     reference = lq_features[0]
     weight = torch.as_tensor(fidelity, dtype=reference.dtype, device=reference.device).reshape(-1, 1, 1, 1)
-    weight = weight.expand(indices.shape[0], 1, 1, 1)
-    return tokenizer.decoder(
-        tokenizer.quantizer.lookup(indices),
-        modulate=lambda level, h: fusion(level, h, lq_features, weight.to(h.dtype)),
-    )
+    weight = weight.expand(codes.shape[0], 1, 1, 1)
+    return decoder(codes, modulate=lambda level, h: fusion(level, h, lq_features, weight.to(h.dtype)))

@@ -48,6 +48,14 @@ class VectorQuantizer(nn.Module):
         """`n d` unit vectors → `n` indices of the most similar codes."""
         return (vectors @ self.normalized_codebook().t()).argmax(dim=1)
 
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """`b d h w` encoder output → the nearest codes' indices `b h w`, without a training step's side effects
+        (no restarts, no losses)."""
+        height, width = z.shape[2:]
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            vectors = F.normalize(rearrange(z.float(), "b d h w -> (b h w) d"), dim=1)
+            return rearrange(self.nearest(vectors), "(b h w) -> b h w", h=height, w=width)
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """`b h w` indices → `b d h w` codes."""
         return rearrange(self.normalized_codebook()[indices], "b h w d -> b d h w")

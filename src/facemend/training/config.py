@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facemend.config import build, load_yaml
+from facemend.config import ConfigError, build, load_yaml
 from facemend.data.datasets import DataConfig
 
 PRECISIONS = ("bf16-mixed", "32-true", "16-mixed", "bf16-true")
@@ -33,6 +33,8 @@ class StageConfig:
     fidelity_one_share: float | None = None  # baseline fusion: share of faces trained at w = 1, the rest at w = 0
     # (None: w ~ U(0, 1) per face)
     sampler_steps: int = 1  # artfr fusion: sampler steps of the codes decoded in training (1 = one-shot)
+    min_score: float | None = None  # train on the faces whose score in data.scores is >= this (iqpfr's HQ+
+    # codebook); None: every face
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -51,6 +53,8 @@ class StageConfig:
             raise ValueError(f"fidelity_one_share must be in [0, 1], got {self.fidelity_one_share}")
         if self.sampler_steps < 1:
             raise ValueError(f"sampler_steps must be >= 1, got {self.sampler_steps}")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
         if self.init_parts and not self.init:
             raise ValueError(f"init_parts ({', '.join(self.init_parts)}) load beside init: set init too")
         bad = [name for name, weight in self.losses.items() if weight < 0]
@@ -118,6 +122,12 @@ class TrainConfig:
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must differ, got {names}")
+        for i, stage in enumerate(self.stages):
+            if stage.min_score is not None and self.data.scores is None:
+                raise ConfigError(
+                    f"stages[{i}].min_score: needs data.scores, the scores.jsonl of `facemend score` over the "
+                    "training faces"
+                )
 
     @property
     def run_dir(self) -> Path:
@@ -128,8 +138,6 @@ def load_train_config(source: str | Path | dict) -> TrainConfig:
     """A training config from a YAML file or a dict; errors name the file and the bad field."""
     if isinstance(source, dict):
         return build(TrainConfig, source)
-    from facemend.config import ConfigError
-
     try:
         return build(TrainConfig, load_yaml(source))
     except ConfigError as error:

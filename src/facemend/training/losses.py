@@ -32,8 +32,12 @@ def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tenso
     return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
 
-def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    return -fake_logits.mean()
+def hinge_generator_loss(fake_logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """−mean of the discriminator's `b c h w` logits on fakes; with `weights` (`b`), of each face's mean logit
+    times its weight."""
+    if weights is None:
+        return -fake_logits.mean()
+    return -(weights * fake_logits.mean(dim=(1, 2, 3))).mean()
 
 
 def adaptive_adversarial_weight(

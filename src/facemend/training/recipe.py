@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from facemend.config import build, to_dict
+from facemend.config import ConfigError, build, to_dict
 from facemend.errors import FacemendError
 from facemend.models.discriminator import DiscriminatorConfig, PatchDiscriminator
+from facemend.quality.prior import QualityPrior, QualityPriorConfig
 from facemend.training.config import StageConfig
-from facemend.training.losses import PerceptualLoss
+from facemend.training.losses import PerceptualLoss, adaptive_adversarial_weight, hinge_generator_loss
 from facemend.weights import Weights, load_into
 
 
@@ -45,6 +46,7 @@ class Recipe(ABC):
         self.config = build(self.config_class, model_config, "model")
         self.discriminator_config = build(DiscriminatorConfig, discriminator_config, "discriminator")
         self._perceptual: PerceptualLoss | None = None
+        self._priors: dict[str, QualityPrior] = {}
 
     def build_model(self) -> nn.Module:
         """The model whose EMA weights the run exports."""
@@ -59,6 +61,14 @@ class Recipe(ABC):
         if self._perceptual is None:
             self._perceptual = PerceptualLoss().to(prediction.device)
         return self._perceptual(prediction, target)
+
+    def quality_prior(self, config: QualityPriorConfig, device: torch.device) -> QualityPrior:
+        """IQPFR's quality prior (`quality/prior.py`) of `config`, built on first use (it reads NIQE's pristine
+        model, which models may not)."""
+        key = repr(config)
+        if key not in self._priors:
+            self._priors[key] = QualityPrior(config).requires_grad_(False)
+        return self._priors[key].to(device)
 
     def model_config(self) -> dict[str, Any]:
         """The model config as saved in `config.json`."""
@@ -88,6 +98,15 @@ class Recipe(ABC):
         """The state dict a stage loads from weights of this recipe's kind (default: all of it)."""
         return weights.state_dict
 
+    def check_trainable(self) -> None:
+        """Raise ConfigError for a model config that builds but cannot be trained (an uncalibrated prior)."""
+        conditioning = getattr(self.config, "quality_conditioning", None)
+        if conditioning is not None and not conditioning.prior.calibrated:
+            raise ConfigError(
+                "model.quality_conditioning.prior: not calibrated (centre, scale): run `facemend score` on the "
+                "training faces and copy the calibration it prints"
+            )
+
     def check_stage(self, stage: StageConfig) -> None:  # noqa: B027 (a hook: most recipes run every stage)
         """Raise ValueError, naming the stage's field, for a stage this recipe cannot run (default: any runs)."""
 
@@ -107,3 +126,32 @@ def load_tokenizer(tokenizer: nn.Module, encoder: nn.Module, weights: Weights, w
     restorer trains from the tokenizer's."""
     load_into(tokenizer, weights.state_dict, where)
     encoder.load_state_dict(tokenizer.encoder.state_dict())
+
+
+def reconstruction_step(
+    recipe: Recipe,
+    images: torch.Tensor,
+    target: torch.Tensor,
+    last_layer: torch.Tensor,
+    stage: StageConfig,
+    discriminator: nn.Module | None,
+    loss: torch.Tensor,
+    logs: dict[str, float],
+    adversarial_weights: torch.Tensor | None = None,
+) -> StepOutput:
+    """Add the losses of decoded `images` against `target` to `loss`: L1 + perceptual, and once `discriminator`
+    is on the hinge generator loss (per face weighted by `adversarial_weights`, default 1) with VQGAN's adaptive
+    weight measured at `last_layer`, the trained layer nearest the output. Shared by the tokenizer, the fusion
+    stage and iqpfr's HQ+ stage."""
+    l1 = (images - target).abs().mean()
+    perceptual = recipe.perceptual(images, target) if stage.weight("perceptual") else torch.zeros_like(l1)
+    reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
+    loss = loss + reconstruction
+    logs.update(l1=l1.item(), perceptual=perceptual.item())
+    if discriminator is not None:
+        adversarial = hinge_generator_loss(discriminator(images), adversarial_weights)
+        balance = adaptive_adversarial_weight(reconstruction, adversarial, last_layer)
+        loss = loss + stage.weight("adversarial") * balance * adversarial
+        logs.update(g_adv=adversarial.item(), adv_balance=balance.item())
+    logs["loss"] = loss.item()
+    return StepOutput(loss, logs, fake=images, real=target)

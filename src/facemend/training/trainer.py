@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facemend.config import ConfigError, to_dict
-from facemend.data.datasets import FaceDataset, ResumableSampler, load_faces
+from facemend.data.datasets import FaceDataset, ResumableSampler, face_files, faces_scoring, load_faces, read_scores
 from facemend.data.io import photo_from_array, write_image
 from facemend.errors import FacemendError
 from facemend.training.config import StageConfig, TrainConfig
@@ -48,6 +48,7 @@ class TrainResult:
 
 def check_config(config: TrainConfig, recipe: Recipe) -> None:
     """Stage fields that only the recipe can judge: loss names and module names."""
+    recipe.check_trainable()
     model = recipe.build_model()
     modules = [name for name, _ in model.named_children()]
     known_paths = {name for name, _ in model.named_modules() if name}
@@ -125,6 +126,7 @@ def train(
     with fabric.rank_zero_first():
         train_faces = load_faces(Path(data.root) / "train", data.size, data.cache_dir)
         val_faces = load_faces(Path(data.root) / "val", data.size, data.cache_dir)
+    kept = _kept_faces(config, fabric)
     val_faces = val_faces[np.linspace(0, len(val_faces) - 1, min(data.val_faces, len(val_faces))).astype(int)]
     degradation = data.degradation if recipe.paired else None
     validation = FaceDataset(
@@ -181,7 +183,8 @@ def train(
             # --- data: draws continue where the checkpoint left them ------------------------------------------
             step = resume_step if (resume and index == first) else 0
             stage_seed = config.seed * 1000 + index
-            dataset = FaceDataset(train_faces, stage_seed, data.flip, degradation, data.gray_prob)
+            faces = train_faces if kept[index] is None else train_faces[kept[index]]
+            dataset = FaceDataset(faces, stage_seed, data.flip, degradation, data.gray_prob)
             sampler = ResumableSampler(
                 len(dataset), stage_seed, fabric.global_rank, fabric.world_size, start=step * data.batch_size
             )
@@ -271,6 +274,28 @@ def train(
         restore_signals()
         for logger in fabric.loggers:
             logger.finalize("success")
+
+
+def _kept_faces(config: TrainConfig, fabric: Fabric) -> list[np.ndarray | None]:
+    """Per stage, the positions of its training faces among all (file-name order): those scoring ≥ its
+    `min_score` in `data.scores`, or None for every face. Checked before any stage runs."""
+    kept: list[np.ndarray | None] = []
+    files = scores = None
+    for stage in config.stages:
+        if stage.min_score is None:
+            kept.append(None)
+            continue
+        if scores is None:
+            files, scores = face_files(Path(config.data.root) / "train"), read_scores(config.data.scores)
+        positions = faces_scoring(files, scores, stage.min_score)
+        if len(positions) == 0:
+            raise FacemendError(f"stage {stage.name!r}: no training face scores >= min_score {stage.min_score:g}")
+        fabric.print(
+            f"{stage.name}: {len(positions)} of {len(files)} training faces ({len(positions) / len(files):.1%}) "
+            f"score >= {stage.min_score:g} in {config.data.scores}"
+        )
+        kept.append(positions)
+    return kept
 
 
 def _initialise(model, recipe: Recipe, config: TrainConfig, index: int, fabric: Fabric) -> None:

@@ -18,8 +18,7 @@ from torch import nn
 from facemend.models.fusion import FidelityFusion
 from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
-from facemend.training.losses import adaptive_adversarial_weight
-from facemend.training.recipe import Recipe, StepOutput
+from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
 
 DECODED_LOSSES = ("l1", "perceptual", "adversarial")
 
@@ -48,21 +47,9 @@ def fusion_step(
     logs: dict[str, float],
 ) -> StepOutput:
     """Add the decoded-image losses to `loss`; `images` came from `tokenizer`'s decoder with `fusion`."""
-    l1 = (images - hq).abs().mean()
-    perceptual = recipe.perceptual(images, hq) if stage.weight("perceptual") else torch.zeros_like(l1)
-    reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
-    loss = loss + reconstruction
-    logs.update(l1=l1.item(), perceptual=perceptual.item())
-    if discriminator is not None:
-        realism = discriminator(images).mean(dim=(1, 2, 3))
-        weight = 1.0 - fidelity if stage.fidelity_one_share is None else torch.ones_like(fidelity)
-        adversarial = -(weight * realism).mean()  # hinge generator loss
-        last_layer = tokenizer.last_layer
-        if not last_layer.requires_grad:  # frozen decoder: measure at the fusion's last layer, the one trained
-            blocks = fusion.blocks
-            last_layer = blocks[min(blocks.keys(), key=int)].shift.weight  # the full-resolution-most block
-        balance = adaptive_adversarial_weight(reconstruction, adversarial, last_layer)
-        loss = loss + stage.weight("adversarial") * balance * adversarial
-        logs.update(g_adv=adversarial.item(), adv_balance=balance.item())
-    logs["loss"] = loss.item()
-    return StepOutput(loss, logs, fake=images, real=hq)
+    last_layer = tokenizer.last_layer
+    if not last_layer.requires_grad:  # frozen decoder: measure at the fusion's last layer, the one trained
+        blocks = fusion.blocks
+        last_layer = blocks[min(blocks.keys(), key=int)].shift.weight  # the full-resolution-most block
+    weights = 1.0 - fidelity if stage.fidelity_one_share is None else None
+    return reconstruction_step(recipe, images, hq, last_layer, stage, discriminator, loss, logs, weights)

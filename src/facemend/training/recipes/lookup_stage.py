@@ -1,8 +1,12 @@
-"""The lookup stage shared by the one-shot code predictors (baseline, daefr; CodeFormer's stage II): a model
-whose `forward(lq, fidelity, hq)` returns a `CodePrediction` (`methods/lookup.py`) learns the HQ face's codes:
+"""The lookup stage shared by the one-shot code predictors (baseline, daefr, iqpfr; CodeFormer's stage II): a
+model whose `forward(lq, fidelity, hq, quality)` returns a `CodePrediction` (`methods/lookup.py`) learns the HQ
+face's codes:
 
-- `code_ce`: cross-entropy on the HQ face's code indices;
-- `feature_mse`: MSE between the unit-normalised latent the transformer read and the HQ codes.
+- `code_ce`: cross-entropy on the HQ face's code indices (iqpfr: plus that on its HQ+ codes);
+- `feature_mse`: MSE between the unit-normalised encoder latent and the HQ codes.
+
+A quality-conditioned model (IQPFR's conditioning) reads each HQ face's true score: the recipe's quality prior
+on the HQ face, without gradient.
 
 A stage that weights a decoded-image loss also decodes the predicted codes with LQ features fused in at a drawn
 fidelity and adds the shared fusion-stage losses (`fusion_stage.py`); one that weights only those is the
@@ -11,10 +15,13 @@ fusion stage.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facemend.methods.lookup import CodePrediction
 from facemend.metrics.pixel import psnr
 from facemend.models.fusion import FidelityFusion
 from facemend.models.tokenizer import VQTokenizer
@@ -22,7 +29,20 @@ from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput
 from facemend.training.recipes.fusion_stage import decodes, draw_fidelity, fusion_step
 
+# a method's own term, from the prediction and the target scores it was conditioned on (None: unconditioned);
+# it logs itself into the dict
+ExtraLoss = Callable[[CodePrediction, torch.Tensor | None, dict[str, float]], torch.Tensor]
+
 VALIDATION_FIDELITIES = (0.0, 0.5, 1.0)
+
+
+def true_quality(recipe: Recipe, model: nn.Module, hq: torch.Tensor) -> torch.Tensor | None:
+    """The quality prior's scores `b` of the HQ faces, the condition a quality-conditioned model trains with;
+    None for a model without conditioning."""
+    if model.quality_embedding is None:
+        return None
+    with torch.no_grad():
+        return recipe.quality_prior(recipe.config.quality_conditioning.prior, hq.device)(hq)
 
 
 def lookup_step(
@@ -33,22 +53,31 @@ def lookup_step(
     batch: dict[str, torch.Tensor],
     stage: StageConfig,
     discriminator: nn.Module | None,
+    extra: ExtraLoss | None = None,
 ) -> StepOutput:
-    """One step of the lookup and/or fusion losses; `tokenizer` is the model's HQ prior, `fusion` its fusion."""
+    """One step of the lookup and/or fusion losses (and `extra`, a method's own term); `tokenizer` is the
+    model's HQ prior, `fusion` its fusion."""
     lq, hq = batch["lq"], batch["hq"]
     decode = decodes(stage)
     fidelity = draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device) if decode else None
-    out = model(lq, fidelity=fidelity, hq=hq)
+    quality = true_quality(recipe, model, hq)
+    out = model(lq, fidelity=fidelity, hq=hq, quality=quality)
     logs = {"code_acc": (out.indices == out.target_indices).float().mean().item()}
+    if out.hqplus_indices is not None:
+        logs["hqplus_acc"] = (out.hqplus_indices == out.hqplus_target_indices).float().mean().item()
     loss = torch.zeros((), device=lq.device)
     if stage.weight("code_ce"):
         ce = F.cross_entropy(out.logits.transpose(1, 2).float(), out.target_indices.flatten(1))
+        if out.hqplus_logits is not None:
+            ce = ce + F.cross_entropy(out.hqplus_logits.transpose(1, 2).float(), out.hqplus_target_indices.flatten(1))
         loss = loss + stage.weight("code_ce") * ce
         logs["ce"] = ce.item()
     if stage.weight("feature_mse"):
         feature = F.mse_loss(F.normalize(out.latent.float(), dim=1), out.target_codes)
         loss = loss + stage.weight("feature_mse") * feature
         logs["feature_mse"] = feature.item()
+    if extra is not None:
+        loss = loss + extra(out, quality, logs)
     if decode:
         return fusion_step(recipe, tokenizer, fusion, out.images, hq, fidelity, stage, discriminator, loss, logs)
     logs["loss"] = loss.item()

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
 from facemend.metrics.pixel import psnr
 from facemend.models.quantizer import codebook_usage
 from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
 from facemend.training.config import StageConfig
-from facemend.training.losses import adaptive_adversarial_weight, hinge_generator_loss
-from facemend.training.recipe import Recipe, StepOutput
+from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
 
 
 class TokenizerRecipe(Recipe):
@@ -31,18 +28,9 @@ class TokenizerRecipe(Recipe):
     def generator_step(self, model, batch, stage: StageConfig, discriminator) -> StepOutput:
         images = batch[self.images]
         reconstruction, quantized = model(images)
-        l1 = (reconstruction - images).abs().mean()
-        perceptual = self.perceptual(reconstruction, images) if stage.weight("perceptual") else torch.zeros_like(l1)
-        reconstruction_loss = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
-        loss = reconstruction_loss + stage.weight("commitment") * quantized.commitment_loss + quantized.codebook_loss
-        logs = {"l1": l1.item(), "perceptual": perceptual.item(), "commitment": quantized.commitment_loss.item()}
-        if discriminator is not None:
-            adversarial = hinge_generator_loss(discriminator(reconstruction))
-            balance = adaptive_adversarial_weight(reconstruction_loss, adversarial, model.last_layer)
-            loss = loss + stage.weight("adversarial") * balance * adversarial
-            logs.update(g_adv=adversarial.item(), adv_balance=balance.item())
-        logs["loss"] = loss.item()
-        return StepOutput(loss, logs, fake=reconstruction, real=images)
+        loss = stage.weight("commitment") * quantized.commitment_loss + quantized.codebook_loss
+        logs = {"commitment": quantized.commitment_loss.item()}
+        return reconstruction_step(self, reconstruction, images, model.last_layer, stage, discriminator, loss, logs)
 
     def validate(self, model: VQTokenizer, batch):
         images = batch[self.images]

@@ -1,0 +1,137 @@
+"""`iqpfr`: an image-quality prior steers the code prediction (IQPFR). What IQPIR's code fixes is taken from it
+(DESIGN.md's facts: 10 score bins embedded into a token-grid-shaped tensor added to the LQ features, a head of
+2 × codebook_size logits, decoded features = 0.8 × HQ+ + 1 × common, inference at 0.9); the rest is ours:
+
+- Prior: a calibrated no-reference score in [0, 1] (`quality/prior.py`): NIQE at 512 px by default, BRISQUE
+  then being the independent metric (or the reverse, `metric: brisque`; see the caution there about NIQE on
+  128-px faces). `facemend score` scores a folder and fits the calibration, which the config keeps
+  (`quality_conditioning.prior`) and the weights carry.
+- Common codebook: the shared HQ tokenizer's (tiny: configs/tokenizer-tiny-32.yaml), whose encoder and codebook
+  stay frozen; they give every HQ face its common codes.
+- HQ+ codebook (`hqplus`): a second quantizer of the same size on the same encoder latent, starting as a copy of
+  the common codebook. Its stage (`training/recipes/iqpfr.py`) trains it with the shared decoder on the faces
+  scoring ≥ the stage's `min_score` only (the share kept is logged), the encoder and common codebook frozen:
+  the decoder reads 1 × common + 0.8 × HQ+ codes and learns to reconstruct those faces. From then on the
+  decoder decodes such combined codes; nothing decodes common codes alone.
+- Predictor: an LQ encoder (a copy of the tokenizer's) → + the quality embedding (`models/quality_conditioning.py`)
+  → the shared code transformer with a head of 2 × codebook_size logits per token: the common and the HQ+ codes
+  of the HQ face (each the nearest code of its latent in that codebook), argmax each, decode the combination.
+- Condition in training: each HQ face's true score, computed on the fly by the prior (no gradient) on the face
+  as the model sees it (at its face size, flipped or not): the same scorer, size and calibration as the quality
+  loss and the `quality` knob, and no bookkeeping between the files of a scores.jsonl and the training draws.
+- `quality` knob: default 1.0, the best attainable; it falls in the same (top) bin as IQPIR's inference score
+  0.9, so the default is IQPIR's setting.
+- Discrete quality optimisation (loss `quality`): `training/recipes/iqpfr.py`.
+- Fidelity: the shared controllable fusion (CodeFormer's) of LQ encoder features into the decoder, trained last,
+  as for the other lookup methods.
+- Ablation `hqplus: false`: the common codebook alone (a head of codebook_size logits, no HQ+ stage); the
+  conditioning and the quality loss stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from facemend.methods.lookup import CodePrediction, LookupRestorer, argmax_codes, lookup_knobs
+from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
+from facemend.models.fusion import FidelityFusion, check_fusion_levels, decode_codes_with_fusion
+from facemend.models.quality_conditioning import QualityConditioningConfig, quality_condition, quality_embedding
+from facemend.models.quantizer import VectorQuantizer
+from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
+
+KIND = "iqpfr"
+HQPLUS_WEIGHT = 0.8  # IQPIR: decoded features = 1 × common + 0.8 × HQ+
+
+
+@dataclass
+class IqpfrConfig:
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # the common codebook's tokenizer
+    transformer: CodeTransformerConfig = field(default_factory=CodeTransformerConfig)
+    quality_conditioning: QualityConditioningConfig = field(default_factory=QualityConditioningConfig)
+    hqplus: bool = True  # the HQ+ codebook (false: the ablation with the common codebook only)
+    hqplus_weight: float = HQPLUS_WEIGHT  # weight of the HQ+ codes in the decoded features
+    fusion_levels: tuple[int, ...] = (0, 1, 2)  # tokenizer levels (0 = full resolution) that take LQ features
+
+    def __post_init__(self) -> None:
+        self.fusion_levels = check_fusion_levels(self.fusion_levels, len(self.tokenizer.channel_mults))
+        if self.hqplus_weight <= 0:
+            raise ValueError(f"hqplus_weight must be > 0, got {self.hqplus_weight}")
+
+
+class IqpfrModel(nn.Module):
+    def __init__(self, config: IqpfrConfig):
+        super().__init__()
+        self.config = config
+        tokens = config.tokenizer
+        self.tokenizer = VQTokenizer(tokens)  # the common codebook (frozen) and the shared decoder
+        if config.hqplus:
+            self.hqplus = VectorQuantizer(tokens.codebook_size, tokens.codebook_dim, tokens.dead_code_steps)
+        self.lq_encoder = Encoder(tokens)
+        self.quality_embedding = quality_embedding(config.quality_conditioning, tokens)
+        self.transformer = CodeTransformer(
+            config.transformer, tokens.codebook_dim, tokens.codebook_size * self.codebooks, tokens.token_grid
+        )
+        self.fusion = FidelityFusion(tokens.widths(), config.fusion_levels)
+
+    @property
+    def codebooks(self) -> int:
+        """How many code sequences the transformer predicts: 2 (common, HQ+), or 1 without the HQ+ codebook."""
+        return 2 if self.config.hqplus else 1
+
+    def combine(self, common: torch.Tensor, hqplus: torch.Tensor | None = None) -> torch.Tensor:
+        """Common (and HQ+) codes `b d h w` → the decoder's input `b d h w`: 1 × common + w × HQ+ (IQPIR)."""
+        return common if hqplus is None else common + self.config.hqplus_weight * hqplus
+
+    def codes(self, indices: torch.Tensor, hqplus_indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Common (and HQ+) code indices `b h w` → the decoder's input `b d h w`."""
+        hqplus = None if hqplus_indices is None else self.hqplus.lookup(hqplus_indices)
+        return self.combine(self.tokenizer.quantizer.lookup(indices), hqplus)
+
+    @torch.no_grad()
+    def hq_indices(self, hq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`b 3 H W` HQ faces → their common and HQ+ codes (`b h w` each; HQ+ None without it)."""
+        latent = self.tokenizer.encoder(hq)
+        hqplus = self.hqplus.indices(latent) if self.config.hqplus else None
+        return self.tokenizer.quantizer.indices(latent), hqplus
+
+    def logits(
+        self, latent: torch.Tensor, quality: torch.Tensor | float | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The LQ latent `b d h w` and target scores → logits `b (h w) n` over the common and the HQ+ codebook."""
+        logits = self.transformer(latent + quality_condition(self.quality_embedding, quality, latent))
+        common, *hqplus = logits.split(self.config.tokenizer.codebook_size, dim=-1)
+        return common, (hqplus[0] if hqplus else None)
+
+    def forward(
+        self,
+        lq: torch.Tensor,
+        fidelity: torch.Tensor | float | None = None,
+        hq: torch.Tensor | None = None,
+        quality: torch.Tensor | float | None = None,
+    ) -> CodePrediction:
+        """`b 3 H W` LQ faces in [0, 1] and target scores (a float or `b`; default 1) → both code sequences;
+        decoded (with the fusion) when `fidelity` is given; the HQ faces' codes when `hq` is given."""
+        latent, features = self.lq_encoder(lq, return_features=True)
+        height, width = latent.shape[2:]
+        logits, hqplus_logits = self.logits(latent, quality)
+        out = CodePrediction(logits, latent, argmax_codes(logits, height, width), hqplus_logits=hqplus_logits)
+        if hqplus_logits is not None:
+            out.hqplus_indices = argmax_codes(hqplus_logits, height, width)
+        if hq is not None:
+            out.target_indices, out.hqplus_target_indices = self.hq_indices(hq)
+            out.target_codes = self.tokenizer.quantizer.lookup(out.target_indices)
+        if fidelity is not None:
+            codes = self.codes(out.indices, out.hqplus_indices)
+            out.images = decode_codes_with_fusion(self.tokenizer.decoder, self.fusion, codes, features, fidelity)
+        return out
+
+
+class IqpfrRestorer(LookupRestorer):
+    name = "iqpfr"
+    kind = KIND
+    config_class = IqpfrConfig
+    model_class = IqpfrModel
+    knobs = lookup_knobs(True)
