@@ -346,11 +346,14 @@ def test_untrained_models_say_how_to_get_them():
             resolve_model(name)
 
 
-def paper_scale_step(name: str, stage_name: str):
-    """configs/NAME.yaml's recipe and model, after one generator step of its stage STAGE_NAME on one random face
-    pair (that stage's modules trainable) and its backward; checks the loss is finite and reaches every trainable
-    module. Returns (recipe, model, step output)."""
+def paper_scale_step(name: str, stage_name: str, prior: dict | None = None):
+    """configs/NAME.yaml's recipe and model (with `prior` as its quality prior, if given: the committed configs
+    wait for a calibration), after one generator step of its stage STAGE_NAME on one random face pair (that
+    stage's modules trainable) and its backward; checks the loss is finite and reaches every trainable module.
+    Returns (recipe, model, step output)."""
     config = load_train_config(REPO / "configs" / f"{name}.yaml")
+    if prior is not None:
+        config.model["quality_conditioning"]["prior"] = prior
     recipe = recipe_for(config)
     model = recipe.build_model()
     stage = next(stage for stage in config.stages if stage.name == stage_name)

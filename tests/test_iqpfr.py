@@ -440,7 +440,8 @@ def test_untrained_models_say_how_to_get_them():
 
 def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
     began = time.perf_counter()
-    recipe, model, out = paper_scale_step("iqpfr-base", "predict")  # 512 px; with the quality loss
+    prior = {"metric": "niqe", "size": 512, "centre": 8.0, "scale": 2.0}  # any calibration: the config has none
+    recipe, model, out = paper_scale_step("iqpfr-base", "predict", prior)  # 512 px; with the quality loss
     print(f"iqpfr-base: built and one predict step at batch 1 in {time.perf_counter() - began:.1f} s")
     assert recipe.config.tokenizer.token_grid == 16 and recipe.config.tokenizer.codebook_dim == 256
     assert model.transformer.head.out_features == 2 * 1024 and "quality" in out.logs
