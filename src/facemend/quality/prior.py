@@ -12,12 +12,12 @@ Choices (DESIGN.md leaves the scorer to us):
   cannot run at the tiny models' face size (128 px): its 96-px patches need > 193 px. `size: null` scores faces
   at their own size (BRISQUE's default: the training face size, where it is cheapest). Cost of NIQE at 512, one
   thread: 0.28 s forward, 0.47 s backward per 8 faces, small beside a training step of 3–5 s.
-- Caution, measured on the astronaut face at 128 px (3 crops × blur σ 0–2.1, noise σ 0–20, 6 medium/heavy
-  degradations; Spearman ρ of the metric against the damage): NIQE upsampled to 512 *falls* with blur (ρ −0.91)
-  and with the presets' damage (ρ −0.69; it rises with noise, +0.84); at other sizes it swings (384: blur +0.91,
-  presets −0.24). BRISQUE at the face's own 128 px rises with all three (blur +0.97, noise +0.73, presets
-  +0.94). A NIQE prior on 128-px faces may therefore reward blur: check `facemend score` on degraded training
-  faces, or use `metric: brisque, size: null`, before training a tiny model on it.
+- Caution: NIQE upsampled from 128 to 512 px is blind to blur. On the astronaut face (3 crops × blur σ 0–2.1,
+  noise σ 0–20, 6 medium/heavy degradations) NIQE at 512 *fell* with blur (Spearman ρ −0.91) while BRISQUE at
+  128 px rose with all three (blur +0.97, noise +0.73, presets +0.94); on 100 facemend-test faces
+  (`scripts/nr_metric_sanity.py`) a σ = 1 px Gaussian blur scored worse than the sharp face for 41% of faces
+  under NIQE at 512, for 100% under BRISQUE at 128. The tiny (128-px) configs therefore use `metric: brisque,
+  size: null`; NIQE stays the default for faces that are ≥ 512 px themselves (the base configs).
 - Calibration: score = σ((centre − value) / scale), a logistic fitted to the training faces' distribution of the
   metric: centre = its median, scale = its inter-quartile range / (2 ln 3), so that the median scores 0.5 and
   values half that range from it 0.75 and 0.25 — 1 − the empirical CDF at the median and (for a symmetric
