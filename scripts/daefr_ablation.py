@@ -20,8 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from facemend.metrics.report import LABELS, arrow, format_value
-from facemend.pipelines.benchmark import LQ_INPUT, run_benchmark
+from facemend.pipelines.benchmark import presets_markdown, run_benchmark
 from facemend.weights import load_weights
 
 PRESETS = ("medium", "heavy")
@@ -38,7 +37,6 @@ ROWS = {  # ablation row → its option, and config configs/daefr-tiny-ablation-
 def ablation_markdown(results: dict[str, dict], specs: dict[str, tuple[str, float]], budgets: dict[str, str]) -> str:
     """One table: a row per preset × (LQ input, ablation row × fidelity); `specs` maps a benchmark spec to its
     (ablation row, fidelity)."""
-    header = " | ".join(f"{LABELS[key]} {arrow(key)}" for key in COLUMNS)
     lines = [
         "# DAEFR ablation on facemend-test",
         "",
@@ -46,15 +44,9 @@ def ablation_markdown(results: dict[str, dict], specs: dict[str, tuple[str, floa
         + "; ".join(f"{row}: {budget}" for row, budget in budgets.items())
         + ".",
         "",
-        f"| preset | model | w | {header} |",
-        "|---|---|---:|" + "---:|" * len(COLUMNS),
     ]
-    for preset, result in results.items():
-        models = result["models"]
-        rows = [(LQ_INPUT, "LQ input", "–"), *((spec, row, f"{w:g}") for spec, (row, w) in specs.items())]
-        for spec, label, fidelity in rows:
-            cells = " | ".join(format_value(key, models[spec].get(key)) for key in COLUMNS)
-            lines.append(f"| {preset} | {label} | {fidelity} | {cells} |")
+    rows = [(spec, (row, f"{w:g}")) for spec, (row, w) in specs.items()]
+    lines += presets_markdown(results, rows, ("model", "w"), COLUMNS)
     return "\n".join(lines) + "\n"
 
 

@@ -20,8 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
-from facemend.metrics.report import LABELS, arrow, format_value
-from facemend.pipelines.benchmark import LQ_INPUT, run_benchmark
+from facemend.metrics.report import LABELS
+from facemend.pipelines.benchmark import presets_markdown, run_benchmark
 
 PRESETS = ("medium", "heavy")
 KEYS = ("psnr_y", "ssim_y", "idd", "niqe", "brisque", "fd_dlib")
@@ -67,7 +67,6 @@ def report_markdown(
 ) -> str:
     """One table: per preset, the LQ input, then each row (sweep rows, then comparison rows); `prior` is the
     metric the quality prior is built from."""
-    header = " | ".join(f"{LABELS[key]} {arrow(key)}" for key in COLUMNS)
     other = "brisque" if prior == "niqe" else "niqe"
     lines = [
         "# IQPFR on facemend-test",
@@ -75,14 +74,8 @@ def report_markdown(
         f"The quality prior is built from {LABELS[prior]} (src/facemend/quality/prior.py): the metric iqpfr, "
         f"baseline-q and daefr-q trained against; {LABELS[other]} and FD-dlib are not.",
         "",
-        f"| preset | rows | model | quality | w | {header} |",
-        "|---|---|---|---:|---:|" + "---:|" * len(COLUMNS),
+        *presets_markdown(results, rows, ("rows", "model", "quality", "w"), COLUMNS),
     ]
-    for preset, result in results.items():
-        models = result["models"]
-        for spec, (section, label, quality, fidelity) in [(LQ_INPUT, ("–", "LQ input", "–", "–")), *rows]:
-            cells = " | ".join(format_value(key, models[spec].get(key)) for key in COLUMNS)
-            lines.append(f"| {preset} | {section} | {label} | {quality} | {fidelity} | {cells} |")
     if missing:
         lines += ["", "Not trained yet (left out): " + "; ".join(f"{row} ({where})" for row, where in missing.items())]
     return "\n".join(lines) + "\n"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
 import torch
 
+from conftest import REPO
 from facemend.config import to_dict
 from facemend.errors import FacemendError
 from facemend.methods.artfr import ArtfrConfig, ArtfrModel, ArtfrRestorer
@@ -156,7 +158,57 @@ def test_restorer_knobs_seed_and_steps(weights_folder):
             restorer(faces, **bad)
 
 
-def test_untrained_models_say_how_to_get_them():
-    for name in ("artfr", "artfr-base"):
-        with pytest.raises(FacemendError, match=rf"'{name}' has no bundled weights: train it"):
-            resolve_model(name)
+def test_artfr_is_bundled_and_artfr_base_says_how_to_get_it():
+    restorer, knobs = resolve_model("artfr")
+    assert isinstance(restorer, ArtfrRestorer) and knobs["steps"] >= 1
+    faces = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    first, again = restorer(faces, **knobs), restorer(faces, **knobs)
+    assert first.shape == faces.shape and torch.equal(first, again)
+    with pytest.raises(FacemendError, match=r"'artfr-base' has no bundled weights: train it"):
+        resolve_model("artfr-base")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_steps_sweep_writes_one_table_and_a_plot(tmp_path):
+    script = _script("steps_sweep")
+    specs = script.sweep_specs("artfr", [1, 2, 4], "temperature=1")
+    assert list(specs) == [f"artfr:steps={n},temperature=1" for n in (1, 2, 4)]
+    results = {}
+    for offset, preset in enumerate(script.PRESETS):
+        rows = {"lq-input": {**dict.fromkeys(script.COLUMNS, 0.5), "s_per_face": None}, "baseline": {}}
+        for n, spec in zip((1, 2, 4), specs, strict=True):
+            rows[spec] = {**dict.fromkeys(script.COLUMNS, 0.1 * n + offset), "s_per_face": 0.01 * n}
+        rows["baseline"] = {**dict.fromkeys(script.COLUMNS, 0.3), "s_per_face": 0.02}
+        results[preset] = {"models": rows, "faces": 10, "timing": "batch 16"}
+    table = script.sweep_markdown(results, "artfr", specs, ["baseline"], ["daefr"])
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(lines) == 1 + len(script.PRESETS) * (1 + len(specs) + 1)
+    assert "| heavy | artfr | 4 | 1.40 | 1.4000 |" in table and "| medium | LQ input | – | 0.50 |" in table
+    assert "Left out (not trained or not landed yet): daefr" in table
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    script.sweep_plot(results, "artfr", specs, ["baseline"], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_condition_comparison_trains_the_tokens_stage_alone():
+    import yaml
+
+    from facemend.methods.registry import recipe_for
+    from facemend.training.config import load_train_config
+
+    script = _script("artfr_condition")
+    base = yaml.safe_load((REPO / "configs" / "artfr-tiny.yaml").read_text())
+    for condition in script.CONDITIONS:
+        config = load_train_config(script.condition_config(base, condition, 40))
+        assert config.name == f"artfr-tiny-condition-{condition}"
+        assert config.model["condition"] == condition
+        recipe_for(config).build_model()  # the variant builds
+        assert [(s.name, s.steps, s.warmup_steps) for s in config.stages] == [("tokens", 40, 10)]
+        assert config.stages[0].init == base["stages"][0]["init"]
+    assert base["model"]["condition"] == "add"  # the base config is left alone

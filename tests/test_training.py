@@ -250,3 +250,24 @@ def test_base_configs_build_and_take_one_training_step(name):
         assert torch.isfinite(out.loss)
         trained = [p for module in stage.trainable for p in model.get_submodule(module).parameters()]
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from facemend.training.config import TrainerConfig
+    from facemend.training.trainer import fabric_precision
+
+    assert TrainerConfig().precision == "auto"
+    assert fabric_precision(TrainerConfig(precision="32-true")) == "32-true"
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda native=native: native)
+        assert fabric_precision(TrainerConfig()) == expected
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16-mixed"):
+        TrainerConfig(precision="fp8")
+
+
+def test_precision_override_on_the_command_line_is_checked(tmp_path):
+    result = _cli("train", str(REPO / "configs" / "tokenizer-tiny.yaml"), "--precision", "fp8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "command-line override of trainer: precision must be one of auto" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--num-nodes", type=int, help="nodes; overrides trainer.num_nodes")
     training.add_argument("--accelerator", help="cpu, gpu or auto; overrides trainer.accelerator")
     training.add_argument("--runs-dir", help="where run folders go; overrides trainer.runs_dir")
+    training.add_argument(
+        "--precision", help="auto, bf16-mixed, 32-true, …; overrides trainer.precision (auto: bf16 where native)"
+    )
     training.set_defaults(run=cmd_train)
 
     export = commands.add_parser("export", help="export a model's network to ONNX (knobs stay graph inputs)")
@@ -433,11 +436,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         "num_nodes": args.num_nodes,
         "accelerator": args.accelerator,
         "runs_dir": args.runs_dir,
+        "precision": args.precision,
     }
     for field, value in overrides.items():
         if value is not None:
             setattr(config.trainer, field, value)
-    config.trainer.__post_init__()
+    try:
+        config.trainer.__post_init__()
+    except ValueError as error:
+        raise FacemendError(f"command-line override of trainer: {error}") from None
     if args.init is not None:
         if args.stage is None:
             raise FacemendError("--init needs --stage: the stage that starts from those weights")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from facemend.config import ConfigError
 from facemend.errors import FacemendError
 from facemend.methods.artfr import ArtfrRestorer
-from facemend.methods.base import Knob, Restorer
+from facemend.methods.base import Knob, Restorer, WeightsRestorer
 from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
 from facemend.methods.daefr import DaefrRestorer
@@ -54,6 +54,18 @@ RESTORER_KINDS = {
 
 def _bundled_baseline() -> Restorer:
     return BaselineRestorer.from_weights(bundled(BUNDLED_BASELINE), f"bundled weights {BUNDLED_BASELINE!r}")
+
+
+def _tiny(method: str, restorer: type[WeightsRestorer], description: str, stage: str) -> ModelInfo:
+    """`METHOD`: its bundled tiny weights (`METHOD-tiny`) when the package holds them, else how to train them."""
+    name = f"{method}-tiny"
+    if name not in bundled_registry():
+        return _not_trained_yet(method, description, restorer.knobs, stage)
+
+    def build() -> Restorer:
+        return restorer.from_weights(bundled(name), f"bundled weights {name!r}")
+
+    return ModelInfo(method, f"{description} (tiny: 128-px faces)", build, restorer.knobs)
 
 
 def _untrained(name: str, config: str, export: str) -> Callable[[], Restorer]:
@@ -124,11 +136,11 @@ MODELS: dict[str, ModelInfo] = {
             lookup_knobs(True),
             "fusion",
         ),
-        _not_trained_yet(
+        _tiny(
             "artfr",
+            ArtfrRestorer,
             "ART-FR: masked generative transformer over the HQ codes, iterative parallel sampling (MaskGIT), "
             "fidelity fusion",
-            ArtfrRestorer.knobs,
             "fusion",
         ),
         _paper_scale("artfr", ArtfrRestorer.knobs, "fusion"),

@@ -198,6 +198,28 @@ def benchmark_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def presets_markdown(
+    results: dict[str, dict],
+    rows: Sequence[tuple[str, tuple[str, ...]]],
+    headers: Sequence[str],
+    columns: Sequence[str],
+) -> list[str]:
+    """The lines of one markdown table over several `run_benchmark` results (one per preset): for each preset the
+    LQ input, then `rows`, each a benchmark spec and its cells under `headers` (shown ahead of the `columns`)."""
+    metric_headers = " | ".join(f"{LABELS[key]} {arrow(key)}" for key in columns)
+    lines = [
+        f"| preset | {' | '.join(headers)} | {metric_headers} |",
+        "|---|" + "---|" * len(headers) + "---:|" * len(columns),
+    ]
+    lq_cells = ("LQ input", *("–" for _ in headers[1:]))
+    for preset, result in results.items():
+        models = result["models"]
+        for spec, cells in [(LQ_INPUT, lq_cells), *rows]:
+            values = " | ".join(format_value(key, models[spec].get(key)) for key in columns)
+            lines.append(f"| {preset} | {' | '.join(cells)} | {values} |")
+    return lines
+
+
 def benchmark_plot(result: dict, path: Path) -> None:
     """Scatter plots of the models: identity vs realism (with ground truth) and quality vs time."""
     import matplotlib

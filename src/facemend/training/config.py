@@ -9,7 +9,7 @@ from typing import Any
 from facemend.config import ConfigError, build, load_yaml
 from facemend.data.datasets import DataConfig
 
-PRECISIONS = ("bf16-mixed", "32-true", "16-mixed", "bf16-true")
+PRECISIONS = ("auto", "bf16-mixed", "32-true", "16-mixed", "bf16-true")
 
 
 @dataclass
@@ -82,7 +82,9 @@ class TrainerConfig:
     accelerator: str = "cpu"  # "cpu", "gpu", "auto" (Lightning Fabric's names)
     devices: int = 1  # processes per node (DDP when > 1; gloo on CPU)
     num_nodes: int = 1
-    precision: str = "bf16-mixed"  # autocast: bf16 on CPU
+    # Lightning Fabric's precision; "auto": bf16-mixed on a GPU or a CPU with native bf16 (AVX512-BF16, AMX),
+    # else 32-true (bf16 is emulated, and far slower, on an AVX2-only CPU)
+    precision: str = "auto"
     grad_clip: float = 1.0  # max gradient norm (0: off)
     ema_decay: float = 0.999
     checkpoint_minutes: float = 5.0  # also on SIGINT/SIGTERM and at the end of every stage

@@ -29,7 +29,8 @@ from facemend.config import ConfigError, to_dict
 from facemend.data.datasets import FaceDataset, ResumableSampler, face_files, faces_scoring, load_faces, read_scores
 from facemend.data.io import photo_from_array, write_image
 from facemend.errors import FacemendError
-from facemend.training.config import StageConfig, TrainConfig
+from facemend.precision import resolve_precision
+from facemend.training.config import StageConfig, TrainConfig, TrainerConfig
 from facemend.training.ema import EMA
 from facemend.training.losses import hinge_discriminator_loss
 from facemend.training.recipe import Recipe
@@ -72,6 +73,15 @@ def check_config(config: TrainConfig, recipe: Recipe) -> None:
             raise ConfigError(f"stages[{i}].losses.adversarial: recipe {recipe.name!r} has no discriminator")
 
 
+def fabric_precision(trainer: TrainerConfig) -> str:
+    """The trainer's precision with `auto` resolved: bf16-mixed off the CPU or where the CPU has native bf16."""
+    if trainer.precision != "auto":
+        return trainer.precision
+    if trainer.accelerator != "cpu" and torch.cuda.is_available():
+        return "bf16-mixed"
+    return "bf16-mixed" if resolve_precision("auto") == "bf16" else "32-true"
+
+
 def _set_trainable(model: torch.nn.Module, trainable: tuple[str, ...]) -> None:
     """Freeze `model` but the submodules named in `trainable` (children or dotted paths such as
     `tokenizer.decoder`)."""
@@ -109,7 +119,7 @@ def train(
         devices=trainer.devices,
         num_nodes=trainer.num_nodes,
         strategy="ddp" if trainer.devices * trainer.num_nodes > 1 else "auto",
-        precision=trainer.precision,
+        precision=fabric_precision(trainer),
         loggers=[
             CSVLogger(run_dir, name="csv", flush_logs_every_n_steps=1),
             TensorBoardLogger(run_dir, name="tensorboard"),
