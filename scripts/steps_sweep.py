@@ -100,6 +100,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="facemend-test: holds medium/ and heavy/")
     parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated facemend-test presets")
     parser.add_argument("--limit", type=int, help="at most this many faces per preset (spread evenly)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
@@ -114,7 +115,7 @@ def main() -> None:
     missing = [name for name in wanted if name not in compare]
     results = {}
     try:
-        for preset in PRESETS:
+        for preset in args.presets.split(","):
             results[preset] = run_benchmark(
                 args.data / preset, [*specs, *compare], args.out / preset, args.batch_size, KEYS, args.limit
             )
