@@ -22,7 +22,7 @@ from pathlib import Path
 from facemend.errors import FacemendError
 from facemend.methods.registry import MODELS, ModelSpec, is_weights_folder
 from facemend.metrics.report import LABELS, arrow
-from facemend.pipelines.benchmark import presets_markdown, run_benchmark
+from facemend.pipelines.benchmark import LQ_INPUT, presets_markdown, run_benchmark
 
 PRESETS = ("medium", "heavy")
 KEYS = ("psnr_y", "ssim_y", "idd", "niqe", "fd_dlib", "pd_mnv2")
@@ -78,7 +78,7 @@ def sweep_plot(results: dict[str, dict], model: str, specs: dict[str, int], comp
                 axis.plot(
                     rows[spec]["s_per_face"], rows[spec].get(key), marker, color=colour, label=f"{spec} ({preset})"
                 )
-            axis.axhline(rows["lq-input"].get(key), color=colour, linestyle="--", linewidth=0.8)
+            axis.axhline(rows[LQ_INPUT].get(key), color=colour, linestyle="--", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel("seconds per face")
         axis.set_ylabel(f"{LABELS[key]} {arrow(key)}")

@@ -52,8 +52,13 @@ RESTORER_KINDS = {
 }
 
 
-def _bundled_baseline() -> Restorer:
-    return BaselineRestorer.from_weights(bundled(BUNDLED_BASELINE), f"bundled weights {BUNDLED_BASELINE!r}")
+def _from_bundled(restorer: type[WeightsRestorer], name: str) -> Callable[[], Restorer]:
+    """Builds `restorer` from the bundled weights folder `name`."""
+
+    def build() -> Restorer:
+        return restorer.from_weights(bundled(name), f"bundled weights {name!r}")
+
+    return build
 
 
 def _tiny(method: str, restorer: type[WeightsRestorer], description: str, stage: str) -> ModelInfo:
@@ -61,11 +66,7 @@ def _tiny(method: str, restorer: type[WeightsRestorer], description: str, stage:
     name = f"{method}-tiny"
     if name not in bundled_registry():
         return _not_trained_yet(method, description, restorer.knobs, stage)
-
-    def build() -> Restorer:
-        return restorer.from_weights(bundled(name), f"bundled weights {name!r}")
-
-    return ModelInfo(method, f"{description} (tiny: 128-px faces)", build, restorer.knobs)
+    return ModelInfo(method, f"{description} (tiny: 128-px faces)", _from_bundled(restorer, name), restorer.knobs)
 
 
 def _untrained(name: str, config: str, export: str) -> Callable[[], Restorer]:
@@ -104,7 +105,7 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "baseline",
             "CodeFormer-style codebook lookup with controllable fidelity (tiny: 128-px faces)",
-            _bundled_baseline,
+            _from_bundled(BaselineRestorer, BUNDLED_BASELINE),
             BaselineRestorer.knobs,
         ),
         _paper_scale("baseline", BaselineRestorer.knobs, "fusion"),
