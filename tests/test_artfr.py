@@ -212,3 +212,22 @@ def test_condition_comparison_trains_the_tokens_stage_alone():
         assert [(s.name, s.steps, s.warmup_steps) for s in config.stages] == [("tokens", 40, 10)]
         assert config.stages[0].init == base["stages"][0]["init"]
     assert base["model"]["condition"] == "add"  # the base config is left alone
+
+
+def test_oracle_codes_decode_the_hq_faces_own_codes(weights_folder):
+    script = _script("artfr_oracle_codes")
+    restorer, _ = resolve_model(str(weights_folder))
+    model, size = restorer.model, SMALL.tokenizer.image_size
+    lq, hq = (torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    with torch.inference_mode():
+        decoded = script.decode_sources(model, lq, hq)
+        latent, features = model.encode_lq(lq)
+        oracle = model.decode(model.tokenizer.encode_indices(hq), features, 1.0).clamp(0, 1)
+        predicted = model.decode(model.sample(latent, 1), features, 0.0).clamp(0, 1)
+    assert set(decoded) == {(source, w) for source in script.SOURCES for w in (0.0, 1.0)}
+    assert torch.allclose(decoded["oracle", 1.0], oracle, atol=1e-6)
+    assert torch.allclose(decoded["predicted", 0.0], predicted, atol=1e-6)
+    assert not torch.allclose(decoded["oracle", 1.0], decoded["predicted", 1.0])
+    row = {"psnr_y": 30.0, "idd": 0.4, "fd_dlib": 0.05}
+    table = script.oracle_markdown({"medium": {"LQ input": row, "oracle, fidelity 1": row}}, 10)
+    assert "| medium | PSNR-Y | IDD | FD-dlib |" in table and "| oracle, fidelity 1 | 30.00 | 0.4000 | 0.050 |" in table

@@ -166,11 +166,13 @@ def test_restorer_seeds_steps_and_knobs(weights_folder):
     assert not torch.equal(out, restorer(faces, steps=4, seed=7))
     with torch.inference_mode():  # one step: the one-shot x0 estimate from the seeded noise at t = T − 1
         lq = resize_faces(faces, 32) * 2 - 1
-        noise = torch.randn(lq.shape, generator=torch.Generator().manual_seed(7))
+        noise = torch.randn((1, *lq.shape[1:]), generator=torch.Generator().manual_seed(7)).expand_as(lq)
         v = restorer.model(noise, lq, torch.full((3,), T - 1))
         alpha = ALPHAS[-1].float()
         expected = resize_faces(((alpha.sqrt() * noise - (1 - alpha).sqrt() * v).clamp(-1, 1) + 1) / 2, 48)
     assert torch.allclose(restorer(faces, steps=1, seed=7), expected, atol=1e-5)
+    alone = restorer(faces[2:], steps=3, seed=7)  # a face's result does not depend on its batch
+    assert torch.allclose(alone, out[2:], atol=1e-5)
     for bad, message in [({"steps": 0}, "steps"), ({"steps": 1001}, "steps"), ({"seed": -1}, "seed")]:
         with pytest.raises(FacemendError, match=message):
             restorer(faces, **bad)

@@ -9,7 +9,8 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
   alternatives, in `samplers/ddim.py`). Training (`training/recipes/idm.py`): MSE on v at a uniform timestep.
 - Intrinsic iterative refinement = the DDIM sampler's steps (`samplers/ddim.py`, eta = 0): start from Gaussian
   noise drawn with the `seed` knob, then predict and step `steps` times; `steps` = 1 is the model's one-shot
-  x0 estimate. The noise is drawn for the batch as a whole: a face's result depends on its place in the batch.
+  x0 estimate. Every face starts from the same noise (one draw of one face's shape, repeated), so a face's
+  result depends on the seed only, not on the batch it was restored in or its place there.
   The default of 10 steps is provisional (it keeps a 128-px face under 2 s here), to be set from the steps sweep.
 - Extrinsic iterative enhancement (`pipelines/clean.py`, `facemend clean`): the model restores the training set's
   HQ faces, and the next round trains on the cleaned set.
@@ -73,13 +74,15 @@ class IdmModel(nn.Module):
     def sample(
         self, lq: torch.Tensor, steps: int, generator: torch.Generator | None = None, predict: Predict | None = None
     ) -> torch.Tensor:
-        """`b 3 h w` LQ faces in [0, 1] → restored faces in [0, 1], by `steps` DDIM steps (eta = 0) from noise
-        drawn with `generator`; `predict` (default: this model) maps (x_t, LQ, timesteps) to the prediction."""
+        """`b 3 h w` LQ faces in [0, 1] → restored faces in [0, 1], by `steps` DDIM steps (eta = 0) from one
+        face's noise drawn with `generator`, shared by every face; `predict` (default: this model) maps (x_t, LQ,
+        timesteps) to the prediction."""
         predict = predict or self
         scheduler = make_scheduler(self.config)
         scheduler.set_timesteps(steps)
         condition = lq.float() * 2 - 1
-        sample = torch.randn(condition.shape, generator=generator, device=lq.device)
+        noise = torch.randn((1, *condition.shape[1:]), generator=generator, device=lq.device)
+        sample = noise.expand_as(condition).contiguous()
         for t in scheduler.timesteps:
             timesteps = torch.full((lq.shape[0],), int(t), dtype=torch.long, device=lq.device)
             sample = scheduler.step(predict(sample, condition, timesteps), t, sample).prev_sample
