@@ -24,14 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facemend.data.io import read_image
 from facemend.methods.artfr import ArtfrModel, ArtfrRestorer
 from facemend.methods.base import resize_faces
 from facemend.methods.registry import resolve_model
-from facemend.metrics.report import LABELS
+from facemend.metrics.report import LABELS, means
 from facemend.metrics.suite import FacePair, MetricSuite
 from facemend.models.fusion import decode_codes_with_fusion
 from facemend.pipelines.benchmark import benchmark_data
+from facemend.pipelines.evaluate import read_face
 
 PRESETS = ("medium", "heavy")
 KEYS = ("psnr_y", "idd", "fd_dlib")
@@ -58,8 +58,8 @@ def _uint8(faces: torch.Tensor) -> list[np.ndarray]:
     return list((faces.float() * 255).round().byte().permute(0, 2, 3, 1).numpy())
 
 
-def _load(paths: list[Path]) -> torch.Tensor:
-    return torch.from_numpy(np.stack([read_image(p).rgb for p in paths])).permute(0, 3, 1, 2)
+def _tensor(faces: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255
 
 
 def measure_preset(
@@ -72,8 +72,8 @@ def measure_preset(
     with torch.inference_mode():
         for start in range(0, len(data.stems), batch_size):
             stems = data.stems[start : start + batch_size]
-            lq, hq = _load([data.lq[s] for s in stems]), _load([data.hq[s] for s in stems])
-            targets = _uint8(hq)
+            targets = [read_face(data.hq[s]) for s in stems]
+            lq, hq = _tensor([read_face(data.lq[s]) for s in stems]), _tensor(targets)
             outputs = {"LQ input": lq} | {
                 f"{source}, fidelity {fidelity:g}": resize_faces(faces, lq.shape[-1])
                 for (source, fidelity), faces in decode_sources(
@@ -85,15 +85,7 @@ def measure_preset(
                     FacePair(stem, face, target, str(data.hq[stem]))
                     for stem, face, target in zip(stems, _uint8(faces), targets, strict=True)
                 )
-    rows = {}
-    for label, label_pairs in pairs.items():
-        measured = suite.measure(label_pairs)
-        rows[label] = {
-            "psnr_y": float(np.nanmean(measured.per_image["psnr_y"])),
-            "idd": float(np.nanmean(measured.per_image["idd"])),
-            "fd_dlib": measured.set_value("fd_dlib"),
-        }
-    return rows
+    return {label: means(suite.measure(label_pairs)) for label, label_pairs in pairs.items()}
 
 
 def oracle_markdown(results: dict[str, dict[str, dict[str, float]]], faces: int) -> str:

@@ -76,19 +76,31 @@ def _interval(estimates: np.ndarray, shift: float = 0.0) -> list[float]:
     return [float(low), float(high)]
 
 
-def summarize(measurements: Measurements) -> dict:
-    """The contract's `metrics.json` object: mean, ci95, missing, images (plus the image count)."""
-    mean, ci95, missing = {}, {}, {}
+def _measured_keys(measurements: Measurements) -> list[str]:
     keys = [*measurements.per_image, *measurements.set_features]
-    for key in [k for k in LABELS if k in keys]:
+    return [k for k in LABELS if k in keys]
+
+
+def means(measurements: Measurements) -> dict[str, float | None]:
+    """Each measured metric over the set: the mean of the per-image values found, or the set metric itself."""
+    mean: dict[str, float | None] = {}
+    for key in _measured_keys(measurements):
         if key in SET_KEYS:
             mean[key] = _number(measurements.set_value(key))
+        else:
+            finite = measurements.per_image[key][np.isfinite(measurements.per_image[key])]
+            mean[key] = float(finite.mean()) if len(finite) else None
+    return mean
+
+
+def summarize(measurements: Measurements) -> dict:
+    """The contract's `metrics.json` object: mean, ci95, missing, images (plus the image count)."""
+    mean, ci95, missing = means(measurements), {}, {}
+    for key in _measured_keys(measurements):
+        if key in SET_KEYS:
             ci95[key] = set_bootstrap_interval(measurements, key)
         else:
-            values = measurements.per_image[key]
-            finite = values[np.isfinite(values)]
-            mean[key] = float(finite.mean()) if len(finite) else None
-            ci95[key] = bootstrap_interval(values)
+            ci95[key] = bootstrap_interval(measurements.per_image[key])
         missing[key] = measurements.missing(key)
     images = {
         stem: {key: _number(values[i]) for key, values in measurements.per_image.items()}
