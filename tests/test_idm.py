@@ -146,6 +146,35 @@ def test_bad_model_configs_name_the_field():
         build(IdmConfig, {"image_size": 100}, "model")
     with pytest.raises(ConfigError, match=r"model.unet: attention_levels: 4 is not a level"):
         build(IdmConfig, {"unet": {"attention_levels": [4]}}, "model")
+    with pytest.raises(ConfigError, match="diffuse must be one of face, residual"):
+        build(IdmConfig, {"diffuse": "noise"}, "model")
+    with pytest.raises(ConfigError, match="residual_scale must be > 0"):
+        build(IdmConfig, {"diffuse": "residual", "residual_scale": 0}, "model")
+
+
+def test_per_pixel_bounds_clip_the_estimate():
+    scheduler = DDIMScheduler(ALPHAS)
+    low, high = -images(3).abs(), images(4).abs()
+    output, sample = torch.full((2, 3, 8, 8), -5.0), torch.zeros(2, 3, 8, 8)
+    estimate, _ = scheduler.predict_original(output, T - 1, sample, (low, high))
+    assert torch.equal(estimate, high)  # v = −5 at the last step means x̂0 ≈ +5
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_residual_diffusion_restores_the_face_its_residual_stands_for(steps):
+    model = IdmModel(IdmConfig(unet=SMALL_UNET, image_size=32, diffuse="residual", residual_scale=3.0))
+    hq, lq = images(5, (2, 3, 32, 32)), images(6, (2, 3, 32, 32))
+    original = model.to_diffused(hq, lq)
+    assert torch.allclose(original, (hq - lq) * 3) and torch.allclose(model.from_diffused(original, lq), hq, atol=1e-6)
+    low, high = model.diffused_bounds(lq)
+    assert torch.allclose(model.from_diffused(low, lq), torch.full_like(lq, -1.0), atol=1e-6)
+    assert torch.allclose(model.from_diffused(high, lq), torch.ones_like(lq), atol=1e-6)
+    scheduler = DDIMScheduler(ALPHAS)
+    knows_x0 = oracle(scheduler, original)
+    restored = model.sample((lq + 1) / 2, steps, predict=lambda x, condition, t: knows_x0(x, int(t[0])))
+    assert torch.allclose(restored, (hq + 1) / 2, atol=1e-5)
+    face_model = IdmModel(IdmConfig(unet=SMALL_UNET, image_size=32))
+    assert torch.equal(face_model.to_diffused(hq, lq), hq) and face_model.diffused_bounds(lq) == (-1.0, 1.0)
 
 
 @pytest.fixture

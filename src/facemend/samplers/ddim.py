@@ -16,8 +16,9 @@ Choices (ours; equations are the DDIM paper's unless said otherwise):
 - Timesteps: "trailing" spacing (Lin et al., 2024, sec. 3.4): N steps at T − 1, T − 1 − T/N, …, always
   starting at the last training step. One step (N = 1) returns the model's x0 estimate from pure noise, i.e.
   a one-shot regression; the final step always returns x̂0 (ᾱ of the step after the last = 1).
-- x̂0 is clipped to [−1, 1] and ε̂ recomputed from the clipped x̂0, so each update stays on the line between
-  x_t and an in-range image.
+- x̂0 is clipped to [−1, 1] (or to per-pixel bounds the caller gives, e.g. those that keep LQ + residual in
+  range) and ε̂ recomputed from the clipped x̂0, so each update stays on the line between x_t and an in-range
+  image.
 - `eta` = 0 (the default) is deterministic DDIM; 1 gives DDPM-like ancestral noise (eq. 16).
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
+Bounds = tuple[float | torch.Tensor, float | torch.Tensor]  # (low, high) of x̂0
 
 
 def cosine_alphas_cumprod(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
@@ -88,9 +90,10 @@ class DDIMScheduler:
         return alpha.sqrt() * noise - (1 - alpha).sqrt() * original  # v (Salimans & Ho, 2022, sec. 4)
 
     def predict_original(
-        self, model_output: torch.Tensor, timesteps: torch.Tensor | int, sample: torch.Tensor
+        self, model_output: torch.Tensor, timesteps: torch.Tensor | int, sample: torch.Tensor, clip: Bounds = (-1, 1)
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x̂0 clipped to [−1, 1], ε̂ consistent with it) from the network's output at x_t = `sample`."""
+        """(x̂0 clipped to `clip` (low, high: numbers or tensors broadcasting over `sample`), ε̂ consistent with it)
+        from the network's output at x_t = `sample`."""
         alpha = self._alpha(timesteps, sample)
         model_output = model_output.float()
         if self.prediction_type == "v_prediction":
@@ -99,7 +102,8 @@ class DDIMScheduler:
             original = (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()  # eq. 9, "predicted x0"
         else:
             original = model_output
-        original = original.clamp(-1.0, 1.0)
+        low, high = (torch.as_tensor(bound, dtype=original.dtype, device=original.device) for bound in clip)
+        original = torch.clamp(original, low, high)
         noise = (sample - alpha.sqrt() * original) / (1 - alpha).sqrt()  # eq. 4 solved for ε
         return original, noise
 
@@ -110,8 +114,10 @@ class DDIMScheduler:
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
+        clip: Bounds = (-1, 1),
     ) -> DDIMStepOutput:
-        """The network's output at `timestep` (one of `timesteps`) for x_t = `sample` → x_{t−1}."""
+        """The network's output at `timestep` (one of `timesteps`) for x_t = `sample` → x_{t−1}; x̂0 is clipped to
+        `clip` (see `predict_original`)."""
         timestep = int(timestep)
         index = (self.timesteps == timestep).nonzero()
         if not len(index):
@@ -120,7 +126,7 @@ class DDIMScheduler:
         prev_timestep = int(self.timesteps[index + 1]) if index + 1 < self.num_inference_steps else -1
         sample = sample.float()
         alpha, alpha_prev = self._alpha(timestep, sample), self._alpha(prev_timestep, sample)
-        original, noise = self.predict_original(model_output, timestep, sample)
+        original, noise = self.predict_original(model_output, timestep, sample, clip)
 
         # eq. 16: σ_t(η) = η √((1 − ᾱ_{t−1}) / (1 − ᾱ_t)) √(1 − ᾱ_t / ᾱ_{t−1})
         sigma = eta * ((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)).sqrt()

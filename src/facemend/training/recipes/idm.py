@@ -1,8 +1,9 @@
 """How `idm` is trained: one stage (`denoise`) on LQ/HQ pairs degraded on the fly.
 
-- `diffusion`: per HQ face, a timestep t ~ U{0, …, T − 1} and noise ε; the UNet sees x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε
-  beside the LQ face and is trained with a plain MSE on the scheduler's target (v by default). On v this weights
-  the x0 error by SNR + 1 ≥ 1; min-SNR weighting (Hang et al., 2023) is not used on purpose: it weights the x0
+- `diffusion`: per pair, x0 (the HQ face, or its scaled residual over the LQ face: `diffuse`), a timestep
+  t ~ U{0, …, T − 1} and noise ε; the UNet sees x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε beside the LQ face and is
+  trained with a plain MSE on the scheduler's target (v by default). On v this weights the x0 error by
+  SNR + 1 ≥ 1; min-SNR weighting (Hang et al., 2023) is not used on purpose: it weights the x0
   error by min(SNR, γ), which vanishes at the high-noise end, exactly where a few-step restorer makes its main
   prediction (with one step, its only one).
 - No adversarial or perceptual loss (no discriminator): the sampler's refinement is the method's answer to blur.
@@ -41,10 +42,11 @@ class IdmRecipe(Recipe):
 
     def generator_step(self, model: IdmModel, batch, stage: StageConfig, discriminator) -> StepOutput:
         hq, lq = batch["hq"] * 2 - 1, batch["lq"] * 2 - 1
-        noise = torch.randn_like(hq)
+        original = model.to_diffused(hq, lq)
+        noise = torch.randn_like(original)
         timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (hq.shape[0],), device=hq.device)
-        prediction = model(self.scheduler.add_noise(hq, noise, timesteps), lq, timesteps)
-        diffusion = F.mse_loss(prediction.float(), self.scheduler.training_target(hq, noise, timesteps))
+        prediction = model(self.scheduler.add_noise(original, noise, timesteps), lq, timesteps)
+        diffusion = F.mse_loss(prediction.float(), self.scheduler.training_target(original, noise, timesteps))
         loss = stage.weight("diffusion") * diffusion
         return StepOutput(loss, {"diffusion": diffusion.item(), "loss": loss.item()})
 
