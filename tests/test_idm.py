@@ -186,13 +186,18 @@ def weights_folder(tmp_path) -> Path:
 
 def test_restorer_seeds_steps_and_knobs(weights_folder):
     restorer, knobs = resolve_model(str(weights_folder))
-    assert isinstance(restorer, IdmRestorer) and restorer.face_size == 32 and knobs == {"steps": 10, "seed": 0}
+    assert isinstance(restorer, IdmRestorer) and restorer.face_size == 32
+    assert knobs == {"steps": 10, "seed": 0, "temperature": 1.0}
     faces = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     out = restorer(faces, steps=3, seed=7)
     assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 1
     assert torch.equal(out, restorer(faces, steps=3, seed=7))
     assert not torch.equal(out, restorer(faces, steps=3, seed=8))
     assert not torch.equal(out, restorer(faces, steps=4, seed=7))
+    cool = restorer(faces, steps=3, seed=7, temperature=0.5)
+    assert not torch.equal(out, cool) and torch.equal(cool, restorer(faces, steps=3, seed=7, temperature=0.5))
+    deterministic = restorer(faces, steps=3, seed=7, temperature=0)  # no noise: the seed no longer matters
+    assert torch.equal(deterministic, restorer(faces, steps=3, seed=8, temperature=0))
     with torch.inference_mode():  # one step: the one-shot x0 estimate from the seeded noise at t = T − 1
         lq = resize_faces(faces, 32) * 2 - 1
         noise = torch.randn((1, *lq.shape[1:]), generator=torch.Generator().manual_seed(7)).expand_as(lq)
@@ -202,7 +207,12 @@ def test_restorer_seeds_steps_and_knobs(weights_folder):
     assert torch.allclose(restorer(faces, steps=1, seed=7), expected, atol=1e-5)
     alone = restorer(faces[2:], steps=3, seed=7)  # a face's result does not depend on its batch
     assert torch.allclose(alone, out[2:], atol=1e-5)
-    for bad, message in [({"steps": 0}, "steps"), ({"steps": 1001}, "steps"), ({"seed": -1}, "seed")]:
+    for bad, message in [
+        ({"steps": 0}, "steps"),
+        ({"steps": 1001}, "steps"),
+        ({"seed": -1}, "seed"),
+        ({"temperature": 1.5}, "temperature"),
+    ]:
         with pytest.raises(FacemendError, match=message):
             restorer(faces, **bad)
     with pytest.raises(FacemendError, match=r"no knob 'fidelity'; its knobs: steps \(int.*seed \(int"):
