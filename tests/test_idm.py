@@ -17,6 +17,7 @@ from conftest import REPO
 from facemend.cli import main
 from facemend.config import ConfigError, build, to_dict
 from facemend.data import parallel
+from facemend.data.datasets import face_files, first_by_hash
 from facemend.errors import FacemendError
 from facemend.methods.base import resize_faces
 from facemend.methods.idm import IdmConfig, IdmModel, IdmRestorer
@@ -317,7 +318,7 @@ def test_clean_restores_train_and_copies_val_and_test(dataset, weights_folder, t
         assert same == (row["split"] != "train")
     rows = manifest(out)
     assert [row["file"] for row in rows] == [row["file"] for row in manifest(dataset)]
-    by = {"model": str(weights_folder), "knobs": {"steps": 2, "seed": 0}}
+    by = {"model": str(weights_folder), "knobs": {"steps": 2, "seed": 0, "temperature": 1.0}}
     assert all(row["cleaned_by"] == (by if row["split"] == "train" else None) for row in rows)
 
     with pytest.raises(FacemendError, match="not empty: pass --resume"):
@@ -341,6 +342,23 @@ def test_clean_limit_takes_a_fixed_subset(dataset, weights_folder, tmp_path):
     first = sorted(files, key=lambda file: hashlib.sha256(file.encode()).hexdigest())[:2]
     assert train == sorted(Path(file).name for file in first)
     assert [row["split"] for row in manifest(tmp_path / "a")].count("train") == 2
+
+
+def test_train_faces_trains_on_the_subset_clean_limit_cleans(dataset, weights_folder, tmp_path, in_process_loading):
+    """The "beyond" comparison of issue 8: a run on the original faces sees the same faces as one on CLEANED."""
+    clean_dataset(dataset, tmp_path / "cleaned", str(weights_folder), limit=3, progress=False)
+    files = face_files(dataset / "train")
+    assert {files[i].name for i in first_by_hash(files, 3)} == {p.name for p in (tmp_path / "cleaned/train").iterdir()}
+    config = small_train_config(dataset, tmp_path / "runs", steps=1)
+    config["data"]["train_faces"] = 3
+    assert run(config).finished
+    config = small_train_config(dataset, tmp_path / "runs-too-many", steps=1)
+    config["data"]["train_faces"] = 6
+    with pytest.raises(FacemendError, match=r"data.train_faces: 6, but .*/train holds 5"):
+        run(config)
+    config["data"]["train_faces"] = 0
+    with pytest.raises(ConfigError, match=r"train_faces must be >= 1, got 0"):
+        run(config)
 
 
 def test_clean_errors_are_one_line_and_leave_nothing(dataset, weights_folder, tmp_path, capsys):

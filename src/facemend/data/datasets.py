@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, Sampler
 from facemend.data.degradation import Preset, degrade, resize_face, sample_params
 from facemend.data.io import list_images, read_image, write_bytes_atomic
 from facemend.data.parallel import parallel_map
+from facemend.data.splits import hash_order
 from facemend.errors import FacemendError
 
 # DAEFR's stage-3 ranges (for 512-px faces): wider than the `heavy` test preset on every axis
@@ -44,6 +45,9 @@ class DataConfig:
     cache_dir: str = "runs/cache"  # decoded faces are kept here as .npy, keyed by the file list
     val_faces: int = 64  # validation faces (spread over the val split) scored at every sample step
     scores: str | None = None  # `facemend score ROOT/train`'s scores.jsonl, for stages with a min_score
+    # train on only N faces of ROOT/train: the first by sha256 of "train/<file>", the subset `facemend clean
+    # --limit N` cleans, so a run on the original faces can match a run on the cleaned ones
+    train_faces: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("size", "batch_size", "val_faces"):
@@ -51,6 +55,8 @@ class DataConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.train_faces is not None and self.train_faces < 1:
+            raise ValueError(f"train_faces must be >= 1, got {self.train_faces}")
         if not 0.0 <= self.gray_prob <= 1.0:
             raise ValueError(f"gray_prob must be in [0, 1], got {self.gray_prob}")
         if self.scores is not None and not self.scores.endswith(".jsonl"):
@@ -118,6 +124,13 @@ def faces_scoring(files: list[Path], scores: dict[str, float], min_score: float,
             f"score the training folder itself: facemend score {files[0].parent} -o OUT"
         )
     return np.array([i for i, file in enumerate(files) if scores[file.name] >= min_score], dtype=np.int64)
+
+
+def first_by_hash(files: list[Path], count: int, split: str = "train") -> np.ndarray:
+    """Sorted positions in `files` (a split's images) of the first `count` by sha256 of "<split>/<file>": the
+    faces `facemend clean --limit count` cleans."""
+    position = {f"{split}/{file.name}": i for i, file in enumerate(files)}
+    return np.sort(np.array([position[name] for name in hash_order(position)[:count]], dtype=np.int64))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

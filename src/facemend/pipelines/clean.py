@@ -30,7 +30,6 @@ trains from scratch unless the config's stages name an `init`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from facemend.data.io import Photo, read_image, write_bytes_atomic, write_image
-from facemend.data.splits import SPLITS
+from facemend.data.splits import SPLITS, hash_order
 from facemend.errors import FacemendError
 from facemend.methods.registry import ModelSpec, resolve_model
 
@@ -92,14 +91,10 @@ def _choose(rows: list[dict], splits: Sequence[str], limit: int | None) -> list[
     """The rows to clean: those of `splits`, at most `limit` per split (the first by sha256 of the file name)."""
     chosen = []
     for split in splits:
-        names = sorted((row["file"] for row in rows if row["split"] == split), key=_rank)
+        names = hash_order(row["file"] for row in rows if row["split"] == split)
         chosen.extend(names[:limit] if limit is not None else names)
     wanted = set(chosen)
     return [row for row in rows if row["file"] in wanted]
-
-
-def _rank(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def _open_output(out: Path, settings: dict[str, Any], resume: bool) -> None:

@@ -7,7 +7,6 @@ into place at the end, so a failed build leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,15 +16,12 @@ from pathlib import Path
 
 from facemend.data.degradation import degrade_folder
 from facemend.data.io import write_bytes_atomic
+from facemend.data.splits import hash_order
 from facemend.errors import FacemendError
 
 PRESET_SEEDS = {"medium": 0, "heavy": 1}
 MAX_FACES = 500
 MAX_PER_IDENTITY = 3
-
-
-def _rank(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def select_test_faces(prepared: str | Path, max_faces: int = MAX_FACES, per_identity: int = MAX_PER_IDENTITY):
@@ -46,8 +42,8 @@ def select_test_faces(prepared: str | Path, max_faces: int = MAX_FACES, per_iden
                 raise FacemendError(f"{manifest}:{number}: not a manifest entry ({error})") from None
     if not by_identity:
         raise FacemendError(f"{manifest}: no faces in the test split")
-    identity_of = {f: who for who, files in by_identity.items() for f in sorted(files, key=_rank)[:per_identity]}
-    chosen = sorted(sorted(identity_of, key=_rank)[:max_faces])
+    identity_of = {f: who for who, files in by_identity.items() for f in hash_order(files)[:per_identity]}
+    chosen = sorted(hash_order(identity_of)[:max_faces])
     paths = [prepared / name for name in chosen]
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:

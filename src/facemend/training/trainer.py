@@ -26,7 +26,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facemend.config import ConfigError, to_dict
-from facemend.data.datasets import FaceDataset, ResumableSampler, face_files, faces_scoring, load_faces, read_scores
+from facemend.data.datasets import (
+    FaceDataset,
+    ResumableSampler,
+    face_files,
+    faces_scoring,
+    first_by_hash,
+    load_faces,
+    read_scores,
+)
 from facemend.data.io import photo_from_array, write_image
 from facemend.errors import FacemendError
 from facemend.precision import resolve_precision
@@ -287,22 +295,36 @@ def train(
 
 
 def _kept_faces(config: TrainConfig, fabric: Fabric) -> list[np.ndarray | None]:
-    """Per stage, the positions of its training faces among all (file-name order): those scoring ≥ its
-    `min_score` in `data.scores`, or None for every face. Checked before any stage runs."""
+    """Per stage, the positions of its training faces among all (file-name order): the `data.train_faces`
+    subset, if any, narrowed to the faces scoring ≥ the stage's `min_score` in `data.scores`; None for every
+    face. Checked before any stage runs."""
+    data = config.data
+    if data.train_faces is None and all(stage.min_score is None for stage in config.stages):
+        return [None] * len(config.stages)
+    files = face_files(Path(data.root) / "train")
+    subset = None
+    if data.train_faces is not None:
+        if data.train_faces > len(files):
+            raise FacemendError(f"data.train_faces: {data.train_faces}, but {data.root}/train holds {len(files)}")
+        subset = first_by_hash(files, data.train_faces)
+        fabric.print(f"training on {len(subset)} of the {len(files)} faces in {data.root}/train (data.train_faces)")
     kept: list[np.ndarray | None] = []
-    files = scores = None
+    scores = None
     for stage in config.stages:
         if stage.min_score is None:
-            kept.append(None)
+            kept.append(subset)
             continue
         if scores is None:
-            files, scores = face_files(Path(config.data.root) / "train"), read_scores(config.data.scores)
+            scores = read_scores(data.scores)
         positions = faces_scoring(files, scores, stage.min_score)
+        if subset is not None:
+            positions = np.intersect1d(positions, subset)
         if len(positions) == 0:
             raise FacemendError(f"stage {stage.name!r}: no training face scores >= min_score {stage.min_score:g}")
+        among = len(files) if subset is None else len(subset)
         fabric.print(
-            f"{stage.name}: {len(positions)} of {len(files)} training faces ({len(positions) / len(files):.1%}) "
-            f"score >= {stage.min_score:g} in {config.data.scores}"
+            f"{stage.name}: {len(positions)} of {among} training faces ({len(positions) / among:.1%}) "
+            f"score >= {stage.min_score:g} in {data.scores}"
         )
         kept.append(positions)
     return kept
