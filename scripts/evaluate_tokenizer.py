@@ -27,6 +27,37 @@ from facemend.weights import load_into, load_weights
 KEYS = ["psnr_y", "psnr_rgb", "ssim_y", "idd", "lmd", "pd_mnv2", "fd_mnv2", "fd_dlib"]
 
 
+def reconstruct(weights_dir: Path, faces_dir: Path, out: Path, batch: int = 32) -> dict:
+    """Encode → quantize → decode every face of `faces_dir` with the tokenizer `weights_dir`, writing
+    OUT/hq/ and OUT/reconstruction/ and OUT/codebook.json; returns the codebook usage."""
+    weights = load_weights(weights_dir, "tokenizer")
+    config = build(TokenizerConfig, weights.config, "config")
+    model = VQTokenizer(config).eval()
+    load_into(model, weights.state_dict, weights_dir)
+    faces = load_faces(faces_dir, config.image_size)
+    stems = [path.stem for path in list_images([faces_dir], recursive=False)]
+    indices = []
+    for start in range(0, len(faces), batch):
+        images = torch.from_numpy(faces[start : start + batch]).permute(0, 3, 1, 2).float() / 255.0
+        with torch.inference_mode():
+            reconstruction, quantized = model(images)
+        indices.append(quantized.indices)
+        decoded = np.rint(reconstruction.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255.0).astype(np.uint8)
+        for stem, original, image in zip(stems[start:], faces[start : start + batch], decoded, strict=False):
+            write_image(out / "hq" / f"{stem}.png", photo_from_array(original))
+            write_image(out / "reconstruction" / f"{stem}.png", photo_from_array(image))
+    used, perplexity = codebook_usage(torch.cat(indices), config.codebook_size)
+    usage = {
+        "faces": len(faces),
+        "tokens": sum(part.numel() for part in indices),
+        "codebook_size": config.codebook_size,
+        "codes_used": used,
+        "perplexity": perplexity,
+    }
+    (out / "codebook.json").write_text(json.dumps(usage, indent=2) + "\n")
+    return usage
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", type=Path, help="a tokenizer weights folder")
@@ -35,32 +66,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
 
-    weights = load_weights(args.weights, "tokenizer")
-    config = build(TokenizerConfig, weights.config, "config")
-    model = VQTokenizer(config).eval()
-    load_into(model, weights.state_dict, args.weights)
-    faces = load_faces(args.faces, config.image_size)
-    stems = [path.stem for path in list_images([args.faces], recursive=False)]
-    indices = []
-    for start in range(0, len(faces), args.batch):
-        batch = torch.from_numpy(faces[start : start + args.batch]).permute(0, 3, 1, 2).float() / 255.0
-        with torch.inference_mode():
-            reconstruction, quantized = model(batch)
-        indices.append(quantized.indices)
-        images = np.rint(reconstruction.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255.0).astype(np.uint8)
-        for stem, original, image in zip(stems[start:], faces[start : start + args.batch], images, strict=False):
-            write_image(args.output / "hq" / f"{stem}.png", photo_from_array(original))
-            write_image(args.output / "reconstruction" / f"{stem}.png", photo_from_array(image))
-    used, perplexity = codebook_usage(torch.cat(indices), config.codebook_size)
-    tokens = sum(part.numel() for part in indices)
-    usage = {
-        "faces": len(faces),
-        "tokens": tokens,
-        "codebook_size": config.codebook_size,
-        "codes_used": used,
-        "perplexity": perplexity,
-    }
-    (args.output / "codebook.json").write_text(json.dumps(usage, indent=2) + "\n")
+    usage = reconstruct(args.weights, args.faces, args.output, args.batch)
     summary = facemend.evaluate(args.output / "reconstruction", args.output / "hq", args.output, keys=KEYS, grid=8)
     print(json.dumps(usage))
     print(

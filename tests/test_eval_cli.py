@@ -129,12 +129,13 @@ def test_eval_bad_input_is_one_line_error_and_no_report(folders, capsys, damage,
 
 
 def make_prepared(root: Path, faces: list[np.ndarray]) -> Path:
-    """A `prepare`-style folder: one person with 5 test faces, 4 people with 1, and train faces."""
+    """A `prepare`-style folder: one person with 5 test faces, 4 people with 1, and train and val faces."""
     entries = []
-    people = [("Many", 5), ("A", 1), ("B", 1), ("C", 1), ("D", 1), ("Trainee", 2)]
+    people = [("Many", 5), ("A", 1), ("B", 1), ("C", 1), ("D", 1), ("Trainee", 2), ("Validee", 4)]
+    splits = {"Trainee": "train", "Validee": "val"}
     for person, count in people:
         for k in range(count):
-            split = "train" if person == "Trainee" else "test"
+            split = splits.get(person, "test")
             name = f"{split}/lfw__{person}_{k:04d}.png"
             save(root / name, faces[(len(entries)) % len(faces)])
             entries.append({"file": name, "identity": person, "split": split, "source": "lfw"})
@@ -152,7 +153,7 @@ def test_testset_builds_facemend_test_with_at_most_three_faces_per_identity(tmp_
         stems = sorted(p.stem for p in (tmp_path / "ft" / preset / "lq").iterdir())
         assert stems == sorted(p.stem for p in (tmp_path / "ft" / preset / "hq").iterdir())
         assert len(stems) == 7 and sum(s.startswith("lfw__Many") for s in stems) == 3
-        assert not any("Trainee" in s for s in stems)
+        assert not any("Trainee" in s or "Validee" in s for s in stems)
         assert set(json.loads((tmp_path / "ft" / preset / "params.json").read_text())) == set(stems)
         assert Image.open(tmp_path / "ft" / preset / "lq" / f"{stems[0]}.png").size == (64, 64)
     medium = np.asarray(Image.open(tmp_path / "ft" / "medium" / "lq" / f"{stems[0]}.png"))
@@ -162,6 +163,16 @@ def test_testset_builds_facemend_test_with_at_most_three_faces_per_identity(tmp_
     assert code == 2 and "already exists" in err  # an earlier test set is never overwritten
     code, _, err = run(capsys, "testset", "--prepared", str(tmp_path), "-o", str(tmp_path / "ft2"))
     assert code == 2 and "manifest.jsonl: no such file" in err and not (tmp_path / "ft2").exists()
+
+
+def test_testset_of_the_val_split_holds_only_validation_faces(tmp_path, faces, capsys):
+    prepared = make_prepared(tmp_path / "prepared", faces)
+    out = tmp_path / "fv"
+    code, _, err = run(capsys, "testset", "--prepared", str(prepared), "-o", str(out), "--split", "val")
+    assert code == 0, err
+    info = json.loads((out / "testset.json").read_text())
+    assert info["split"] == "val" and info["faces"] == 3 and info["identities"] == 1  # at most 3 per identity
+    assert all("Validee" in p.stem for p in (out / "medium" / "lq").iterdir())
 
 
 def test_benchmark_has_lq_input_and_classical_rows_table_and_plot(tmp_path, folders, capsys):

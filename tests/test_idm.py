@@ -20,7 +20,7 @@ from facemend.data import parallel
 from facemend.data.datasets import face_files, first_by_hash
 from facemend.errors import FacemendError
 from facemend.methods.base import resize_faces
-from facemend.methods.idm import IdmConfig, IdmModel, IdmRestorer
+from facemend.methods.idm import DEFAULT_FIDELITY, IdmConfig, IdmModel, IdmRestorer
 from facemend.methods.registry import recipe_for, resolve_model
 from facemend.models.unet import UNet, UNetConfig
 from facemend.pipelines.clean import clean_dataset
@@ -188,36 +188,41 @@ def weights_folder(tmp_path) -> Path:
 def test_restorer_seeds_steps_and_knobs(weights_folder):
     restorer, knobs = resolve_model(str(weights_folder))
     assert isinstance(restorer, IdmRestorer) and restorer.face_size == 32
-    assert knobs == {"steps": 10, "seed": 0, "temperature": 1.0}
+    assert knobs == {"steps": 10, "seed": 0, "temperature": 1.0, "fidelity": DEFAULT_FIDELITY}
     faces = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
-    out = restorer(faces, steps=3, seed=7)
+    out = restorer(faces, steps=3, seed=7, fidelity=0)
     assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, restorer(faces, steps=3, seed=7))
-    assert not torch.equal(out, restorer(faces, steps=3, seed=8))
-    assert not torch.equal(out, restorer(faces, steps=4, seed=7))
-    cool = restorer(faces, steps=3, seed=7, temperature=0.5)
-    assert not torch.equal(out, cool) and torch.equal(cool, restorer(faces, steps=3, seed=7, temperature=0.5))
+    assert torch.equal(out, restorer(faces, steps=3, seed=7, fidelity=0))
+    assert not torch.equal(out, restorer(faces, steps=3, seed=8, fidelity=0))
+    assert not torch.equal(out, restorer(faces, steps=4, seed=7, fidelity=0))
+    cool = restorer(faces, steps=3, seed=7, temperature=0.5, fidelity=0)
+    assert not torch.equal(out, cool)
+    assert torch.equal(cool, restorer(faces, steps=3, seed=7, temperature=0.5, fidelity=0))
     deterministic = restorer(faces, steps=3, seed=7, temperature=0)  # no noise: the seed no longer matters
     assert torch.equal(deterministic, restorer(faces, steps=3, seed=8, temperature=0))
+    # fidelity blends the sample with the input: 1 gives the input back, 0.25 a quarter of the way to it
+    assert torch.allclose(restorer(faces, steps=3, seed=7, fidelity=1), faces)
+    assert torch.allclose(restorer(faces, steps=3, seed=7, fidelity=0.25), 0.25 * faces + 0.75 * out, atol=1e-6)
     with torch.inference_mode():  # one step: the one-shot x0 estimate from the seeded noise at t = T − 1
         lq = resize_faces(faces, 32) * 2 - 1
         noise = torch.randn((1, *lq.shape[1:]), generator=torch.Generator().manual_seed(7)).expand_as(lq)
         v = restorer.model(noise, lq, torch.full((3,), T - 1))
         alpha = ALPHAS[-1].float()
         expected = resize_faces(((alpha.sqrt() * noise - (1 - alpha).sqrt() * v).clamp(-1, 1) + 1) / 2, 48)
-    assert torch.allclose(restorer(faces, steps=1, seed=7), expected, atol=1e-5)
-    alone = restorer(faces[2:], steps=3, seed=7)  # a face's result does not depend on its batch
+    assert torch.allclose(restorer(faces, steps=1, seed=7, fidelity=0), expected, atol=1e-5)
+    alone = restorer(faces[2:], steps=3, seed=7, fidelity=0)  # a face's result does not depend on its batch
     assert torch.allclose(alone, out[2:], atol=1e-5)
     for bad, message in [
         ({"steps": 0}, "steps"),
         ({"steps": 1001}, "steps"),
         ({"seed": -1}, "seed"),
         ({"temperature": 1.5}, "temperature"),
+        ({"fidelity": -0.1}, "fidelity"),
     ]:
         with pytest.raises(FacemendError, match=message):
             restorer(faces, **bad)
-    with pytest.raises(FacemendError, match=r"no knob 'fidelity'; its knobs: steps \(int.*seed \(int"):
-        restorer(faces, fidelity=0.5)
+    with pytest.raises(FacemendError, match=r"no knob 'quality'; its knobs: steps \(int.*seed \(int"):
+        restorer(faces, quality=0.5)
     specs = restorer.network_specs(batch=2)
     assert list(specs) == ["denoise"] and list(specs["denoise"].inputs) == ["noisy", "lq", "timesteps"]
     assert restorer.networks["denoise"](*specs["denoise"].inputs.values()).shape == (2, 3, 32, 32)
@@ -273,17 +278,25 @@ def small_train_config(root: Path, runs: Path, steps: int = 3) -> dict:
     config["model"].update(image_size=32, unet=to_dict(SMALL_UNET))
     config["data"].update(root=str(root), size=32, batch_size=2, workers=0, val_faces=2, cache_dir=str(runs / "c"))
     config["trainer"].update(runs_dir=str(runs), log_every=1, sample_every=1000)
-    config["stages"][0].update(steps=steps, warmup_steps=0)
+    for stage in config["stages"]:
+        stage.update(steps=steps, warmup_steps=0)
     return config
 
 
 def test_a_short_training_run_exports_a_restorer(dataset, tmp_path, in_process_loading):
-    result = run(small_train_config(dataset, tmp_path / "runs"))
+    config = small_train_config(dataset, tmp_path / "runs")
+    sharpen = {**config["stages"][0], "name": "sharpen", "losses": {"diffusion": 1.0, "l1": 1.0, "perceptual": 1.0}}
+    config["stages"].append(sharpen)
+    result = run(config)
     assert result.finished
     losses = stage_losses(result.run_dir, "denoise", "diffusion")
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert list((result.run_dir / "samples").glob("denoise_*.jpg"))
-    restorer, _ = resolve_model(str(result.run_dir / "denoise"))
+    # a stage may add L1 and perceptual losses on the face of the x0 estimate to the diffusion loss
+    for key in ("diffusion", "l1", "perceptual"):
+        losses = stage_losses(result.run_dir, "sharpen", key)
+        assert len(losses) == 3 and all(np.isfinite(losses)) and min(losses) > 0
+    restorer, _ = resolve_model(str(result.run_dir / "sharpen"))
     assert isinstance(restorer, IdmRestorer) and restorer(torch.rand(1, 3, 40, 40), steps=2).shape == (1, 3, 40, 40)
 
 
@@ -318,7 +331,8 @@ def test_clean_restores_train_and_copies_val_and_test(dataset, weights_folder, t
         assert same == (row["split"] != "train")
     rows = manifest(out)
     assert [row["file"] for row in rows] == [row["file"] for row in manifest(dataset)]
-    by = {"model": str(weights_folder), "knobs": {"steps": 2, "seed": 0, "temperature": 1.0}}
+    knobs = {"steps": 2, "seed": 0, "temperature": 1.0, "fidelity": DEFAULT_FIDELITY}
+    by = {"model": str(weights_folder), "knobs": knobs}
     assert all(row["cleaned_by"] == (by if row["split"] == "train" else None) for row in rows)
 
     with pytest.raises(FacemendError, match="not empty: pass --resume"):

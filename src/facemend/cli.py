@@ -179,10 +179,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_testset(args: argparse.Namespace) -> int:
     from facemend.pipelines.testset import build_testset
 
-    info = build_testset(args.prepared, args.output, args.size, args.max_faces, args.workers, not args.quiet)
+    info = build_testset(
+        args.prepared, args.output, args.size, args.max_faces, args.workers, not args.quiet, args.split
+    )
     print(
-        f"facemend-test: {info['faces']} faces of {info['identities']} identities × {', '.join(info['presets'])} "
-        f"in {args.output}",
+        f"facemend-test ({args.split} split): {info['faces']} faces of {info['identities']} identities × "
+        f"{', '.join(info['presets'])} in {args.output}",
         file=sys.stderr,
     )
     return 0
@@ -365,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     testset.add_argument("-o", "--output", required=True, metavar="DIR", help="new (or empty) folder")
     testset.add_argument("--size", type=int, default=None, metavar="S", help="face size (default: as prepared)")
     testset.add_argument("--max-faces", type=int, default=500, metavar="N")
+    testset.add_argument(
+        "--split", choices=("test", "val"), default="test", help="val: a set to choose knob defaults on (default: test)"
+    )
     testset.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     testset.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     testset.set_defaults(run=cmd_testset)

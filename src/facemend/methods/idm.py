@@ -44,6 +44,7 @@ from facemend.samplers.ddim import PREDICTION_TYPES, DDIMScheduler, cosine_alpha
 
 KIND = "idm"
 DEFAULT_STEPS = 10  # provisional: to be chosen from the steps sweep of issue 8
+DEFAULT_FIDELITY = 0.0  # provisional: to be chosen on facemend-val (never on the test faces)
 DIFFUSED = ("face", "residual")
 
 
@@ -152,6 +153,7 @@ class IdmRestorer(WeightsRestorer):
         Knob("steps", int, DEFAULT_STEPS, 1, 1000, "sampler steps (DDIM; 1 = the one-shot estimate)"),
         Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the starting noise"),
         Knob("temperature", float, 1.0, 0.0, 1.0, "scale of the starting noise (0 = deterministic, nearest the input)"),
+        Knob("fidelity", float, DEFAULT_FIDELITY, 0.0, 1.0, "share of the input kept (0 = the sample, 1 = the input)"),
     )
 
     def __init__(self, model: IdmModel):
@@ -171,10 +173,12 @@ class IdmRestorer(WeightsRestorer):
         }
         return {"denoise": NetworkSpec(inputs, ("prediction",))}
 
-    def restore_faces(self, faces: torch.Tensor, *, steps: int, seed: int, temperature: float) -> torch.Tensor:
+    def restore_faces(
+        self, faces: torch.Tensor, *, steps: int, seed: int, temperature: float, fidelity: float
+    ) -> torch.Tensor:
         if steps > self.model.config.num_train_timesteps:
             raise FacemendError(f"knob 'steps' must be <= {self.model.config.num_train_timesteps} for this model")
         generator = torch.Generator(faces.device).manual_seed(int(seed))
         denoise = self.networks["denoise"]
         restored = self.model.sample(resize_faces(faces, self.face_size), steps, generator, denoise, temperature)
-        return resize_faces(restored, faces.shape[-1])
+        return fidelity * faces + (1.0 - fidelity) * resize_faces(restored, faces.shape[-1])

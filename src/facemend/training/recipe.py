@@ -132,7 +132,7 @@ def reconstruction_step(
     recipe: Recipe,
     images: torch.Tensor,
     target: torch.Tensor,
-    last_layer: torch.Tensor,
+    last_layer: torch.Tensor | None,
     stage: StageConfig,
     discriminator: nn.Module | None,
     loss: torch.Tensor,
@@ -141,8 +141,8 @@ def reconstruction_step(
 ) -> StepOutput:
     """Add the losses of decoded `images` against `target` to `loss`: L1 + perceptual, and once `discriminator`
     is on the hinge generator loss (per face weighted by `adversarial_weights`, default 1) with VQGAN's adaptive
-    weight measured at `last_layer`, the trained layer nearest the output. Shared by the tokenizer, the fusion
-    stage and iqpfr's HQ+ stage."""
+    weight measured at `last_layer`, the trained layer nearest the output (None without a discriminator).
+    Shared by the tokenizer, the fusion stage, iqpfr's HQ+ stage and idm's x̂0 losses."""
     l1 = (images - target).abs().mean()
     perceptual = recipe.perceptual(images, target) if stage.weight("perceptual") else torch.zeros_like(l1)
     reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
