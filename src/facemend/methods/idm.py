@@ -24,6 +24,9 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
   a deterministic path that stays nearest the input (the seed then does nothing). At 3,408 training steps
   (100 faces, 5 steps), 0 against 1 raised PSNR-Y 29.56 → 31.80 dB (medium) and 26.79 → 28.17 (heavy) and
   lowered IDD 0.505 → 0.440 and 0.610 → 0.567; the default stays 1 until the trained model's sweep sets both.
+- `fidelity` blends the input back into the sample (CodeFormer's and `classical`'s trade-off): dlib identity
+  and FD-dlib improved over both the input and the full sample at 0.5–0.75 (README, IDM section); the default
+  stays 0 until the val sweep sets it with `steps` and `temperature`.
 - Extrinsic iterative enhancement (`pipelines/clean.py`, `facemend clean`): the model restores the training set's
   HQ faces, and the next round trains on the cleaned set.
 - Export: one network, `denoise` (x_t, LQ face, timesteps → prediction), the sampler's loop stays in Python.
