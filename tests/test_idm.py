@@ -20,7 +20,7 @@ from facemend.data import parallel
 from facemend.data.datasets import face_files, first_by_hash
 from facemend.errors import FacemendError
 from facemend.methods.base import resize_faces
-from facemend.methods.idm import DEFAULT_FIDELITY, IdmConfig, IdmModel, IdmRestorer
+from facemend.methods.idm import DEFAULT_FIDELITY, DEFAULT_STEPS, DEFAULT_TEMPERATURE, IdmConfig, IdmModel, IdmRestorer
 from facemend.methods.registry import recipe_for, resolve_model
 from facemend.models.unet import UNet, UNetConfig
 from facemend.pipelines.clean import clean_dataset
@@ -188,29 +188,38 @@ def weights_folder(tmp_path) -> Path:
 def test_restorer_seeds_steps_and_knobs(weights_folder):
     restorer, knobs = resolve_model(str(weights_folder))
     assert isinstance(restorer, IdmRestorer) and restorer.face_size == 32
-    assert knobs == {"steps": 10, "seed": 0, "temperature": 1.0, "fidelity": DEFAULT_FIDELITY}
+    assert knobs == {
+        "steps": DEFAULT_STEPS,
+        "seed": 0,
+        "temperature": DEFAULT_TEMPERATURE,
+        "fidelity": DEFAULT_FIDELITY,
+    }
     faces = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
-    out = restorer(faces, steps=3, seed=7, fidelity=0)
+    out = restorer(faces, steps=3, seed=7, temperature=1, fidelity=0)
     assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, restorer(faces, steps=3, seed=7, fidelity=0))
-    assert not torch.equal(out, restorer(faces, steps=3, seed=8, fidelity=0))
-    assert not torch.equal(out, restorer(faces, steps=4, seed=7, fidelity=0))
+    assert torch.equal(out, restorer(faces, steps=3, seed=7, temperature=1, fidelity=0))
+    assert not torch.equal(out, restorer(faces, steps=3, seed=8, temperature=1, fidelity=0))
+    assert not torch.equal(out, restorer(faces, steps=4, seed=7, temperature=1, fidelity=0))
     cool = restorer(faces, steps=3, seed=7, temperature=0.5, fidelity=0)
     assert not torch.equal(out, cool)
     assert torch.equal(cool, restorer(faces, steps=3, seed=7, temperature=0.5, fidelity=0))
     deterministic = restorer(faces, steps=3, seed=7, temperature=0)  # no noise: the seed no longer matters
     assert torch.equal(deterministic, restorer(faces, steps=3, seed=8, temperature=0))
     # fidelity blends the sample with the input: 1 gives the input back, 0.25 a quarter of the way to it
-    assert torch.allclose(restorer(faces, steps=3, seed=7, fidelity=1), faces)
-    assert torch.allclose(restorer(faces, steps=3, seed=7, fidelity=0.25), 0.25 * faces + 0.75 * out, atol=1e-6)
+    assert torch.allclose(restorer(faces, steps=3, seed=7, temperature=1, fidelity=1), faces)
+    assert torch.allclose(
+        restorer(faces, steps=3, seed=7, temperature=1, fidelity=0.25), 0.25 * faces + 0.75 * out, atol=1e-6
+    )
     with torch.inference_mode():  # one step: the one-shot x0 estimate from the seeded noise at t = T − 1
         lq = resize_faces(faces, 32) * 2 - 1
         noise = torch.randn((1, *lq.shape[1:]), generator=torch.Generator().manual_seed(7)).expand_as(lq)
         v = restorer.model(noise, lq, torch.full((3,), T - 1))
         alpha = ALPHAS[-1].float()
         expected = resize_faces(((alpha.sqrt() * noise - (1 - alpha).sqrt() * v).clamp(-1, 1) + 1) / 2, 48)
-    assert torch.allclose(restorer(faces, steps=1, seed=7, fidelity=0), expected, atol=1e-5)
-    alone = restorer(faces[2:], steps=3, seed=7, fidelity=0)  # a face's result does not depend on its batch
+    assert torch.allclose(restorer(faces, steps=1, seed=7, temperature=1, fidelity=0), expected, atol=1e-5)
+    alone = restorer(
+        faces[2:], steps=3, seed=7, temperature=1, fidelity=0
+    )  # a face's result does not depend on its batch
     assert torch.allclose(alone, out[2:], atol=1e-5)
     for bad, message in [
         ({"steps": 0}, "steps"),
@@ -240,10 +249,21 @@ def test_weights_round_trip(weights_folder, tmp_path):
     assert IdmRestorer.from_folder(tmp_path / "other").face_size == 64  # the UNet is resolution-agnostic
 
 
-def test_untrained_models_say_how_to_get_them():
-    for name, config in (("idm", "idm-tiny"), ("idm-base", "idm-base")):
-        with pytest.raises(FacemendError, match=rf"'{name}' has no bundled weights: train it .*configs/{config}.yaml"):
-            resolve_model(name)
+def test_idm_is_bundled_and_idm_base_says_how_to_get_it():
+    restorer, knobs = resolve_model("idm")
+    assert isinstance(restorer, IdmRestorer) and restorer.face_size == 128
+    assert knobs == {
+        "steps": DEFAULT_STEPS,
+        "seed": 0,
+        "temperature": DEFAULT_TEMPERATURE,
+        "fidelity": DEFAULT_FIDELITY,
+    }
+    faces = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    first = restorer(faces, **knobs)
+    assert first.shape == faces.shape and torch.equal(first, restorer(faces, **knobs))
+    assert not torch.allclose(first, faces, atol=1e-3)  # the trained model changes the faces at its defaults
+    with pytest.raises(FacemendError, match=r"'idm-base' has no bundled weights: train it .*configs/idm-base.yaml"):
+        resolve_model("idm-base")
 
 
 @pytest.fixture
@@ -331,7 +351,7 @@ def test_clean_restores_train_and_copies_val_and_test(dataset, weights_folder, t
         assert same == (row["split"] != "train")
     rows = manifest(out)
     assert [row["file"] for row in rows] == [row["file"] for row in manifest(dataset)]
-    knobs = {"steps": 2, "seed": 0, "temperature": 1.0, "fidelity": DEFAULT_FIDELITY}
+    knobs = {"steps": 2, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "fidelity": DEFAULT_FIDELITY}
     by = {"model": str(weights_folder), "knobs": knobs}
     assert all(row["cleaned_by"] == (by if row["split"] == "train" else None) for row in rows)
 

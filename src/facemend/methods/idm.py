@@ -19,14 +19,14 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
   noise drawn with the `seed` knob, then predict and step `steps` times; `steps` = 1 is the model's one-shot
   x0 estimate. Every face starts from the same noise (one draw of one face's shape, repeated), so a face's
   result depends on the seed only, not on the batch it was restored in or its place there.
-  The default of 10 steps is provisional (it keeps a 128-px face under 2 s here), to be set from the steps sweep.
 - `temperature` scales the starting noise: 1 samples the learned distribution; 0 starts DDIM from zero noise,
-  a deterministic path that stays nearest the input (the seed then does nothing). At 3,408 training steps
-  (100 faces, 5 steps), 0 against 1 raised PSNR-Y 29.56 → 31.80 dB (medium) and 26.79 → 28.17 (heavy) and
-  lowered IDD 0.505 → 0.440 and 0.610 → 0.567; the default stays 1 until the trained model's sweep sets both.
-- `fidelity` blends the input back into the sample (CodeFormer's and `classical`'s trade-off): dlib identity
-  and FD-dlib improved over both the input and the full sample at 0.5–0.75 (README, IDM section); the default
-  stays 0 until the val sweep sets it with `steps` and `temperature`.
+  a deterministic path that stays nearest the input (the seed then does nothing).
+- `fidelity` blends the input back into the sample (CodeFormer's and `classical`'s trade-off): the output keeps
+  that share of the input. On dlib's identity and FD-dlib a blend beats both the input and the full sample.
+- Defaults `steps` = 2, `temperature` = 0, `fidelity` = 0.75, chosen on facemend-val (never the test faces;
+  README, IDM section) with the 5,646-step weights: of steps {1, 2, 5} × temperature {0, 1} × fidelity
+  {0.6, 0.75}, the lowest IDD on both presets (0.371 medium, 0.543 heavy; input 0.391 / 0.559), FD-dlib within
+  0.001 of the best, 0.1 s a face. More steps or a full sample (fidelity 0) moved further from the person.
 - Extrinsic iterative enhancement (`pipelines/clean.py`, `facemend clean`): the model restores the training set's
   HQ faces, and the next round trains on the cleaned set.
 - Export: one network, `denoise` (x_t, LQ face, timesteps → prediction), the sampler's loop stays in Python.
@@ -46,8 +46,9 @@ from facemend.models.unet import UNet, UNetConfig
 from facemend.samplers.ddim import PREDICTION_TYPES, DDIMScheduler, cosine_alphas_cumprod
 
 KIND = "idm"
-DEFAULT_STEPS = 10  # provisional: to be chosen from the steps sweep of issue 8
-DEFAULT_FIDELITY = 0.0  # provisional: to be chosen on facemend-val (never on the test faces)
+DEFAULT_STEPS = 2  # these three: chosen on facemend-val (module docstring)
+DEFAULT_TEMPERATURE = 0.0
+DEFAULT_FIDELITY = 0.75
 DIFFUSED = ("face", "residual")
 
 
@@ -155,7 +156,14 @@ class IdmRestorer(WeightsRestorer):
     knobs = (
         Knob("steps", int, DEFAULT_STEPS, 1, 1000, "sampler steps (DDIM; 1 = the one-shot estimate)"),
         Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the starting noise"),
-        Knob("temperature", float, 1.0, 0.0, 1.0, "scale of the starting noise (0 = deterministic, nearest the input)"),
+        Knob(
+            "temperature",
+            float,
+            DEFAULT_TEMPERATURE,
+            0.0,
+            1.0,
+            "scale of the starting noise (0 = deterministic, nearest the input)",
+        ),
         Knob("fidelity", float, DEFAULT_FIDELITY, 0.0, 1.0, "share of the input kept (0 = the sample, 1 = the input)"),
     )
 

@@ -145,11 +145,11 @@ MODELS: dict[str, ModelInfo] = {
             "fusion",
         ),
         _paper_scale("artfr", ArtfrRestorer.knobs, "fusion"),
-        _not_trained_yet(
+        _tiny(
             "idm",
-            "IDM: conditional diffusion UNet on the LQ face, few-step DDIM sampling; `facemend clean` enhances a "
-            "training set with it",
-            IdmRestorer.knobs,
+            IdmRestorer,
+            "IDM: conditional diffusion UNet on the LQ face, few-step DDIM sampling, the input blended back "
+            "(`fidelity`); `facemend clean` enhances a training set with it",
             "denoise",
         ),
         _paper_scale("idm", IdmRestorer.knobs, "denoise"),
