@@ -31,6 +31,7 @@ from test_training import run, stage_losses
 
 T = 1000
 ALPHAS = cosine_alphas_cumprod(T)
+DEFAULT_KNOBS = {"steps": DEFAULT_STEPS, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "fidelity": DEFAULT_FIDELITY}
 
 
 def test_cosine_schedule_decreases_inside_the_unit_interval():
@@ -188,12 +189,7 @@ def weights_folder(tmp_path) -> Path:
 def test_restorer_seeds_steps_and_knobs(weights_folder):
     restorer, knobs = resolve_model(str(weights_folder))
     assert isinstance(restorer, IdmRestorer) and restorer.face_size == 32
-    assert knobs == {
-        "steps": DEFAULT_STEPS,
-        "seed": 0,
-        "temperature": DEFAULT_TEMPERATURE,
-        "fidelity": DEFAULT_FIDELITY,
-    }
+    assert knobs == DEFAULT_KNOBS
     faces = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     out = restorer(faces, steps=3, seed=7, temperature=1, fidelity=0)
     assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 1
@@ -252,12 +248,7 @@ def test_weights_round_trip(weights_folder, tmp_path):
 def test_idm_is_bundled_and_idm_base_says_how_to_get_it():
     restorer, knobs = resolve_model("idm")
     assert isinstance(restorer, IdmRestorer) and restorer.face_size == 128
-    assert knobs == {
-        "steps": DEFAULT_STEPS,
-        "seed": 0,
-        "temperature": DEFAULT_TEMPERATURE,
-        "fidelity": DEFAULT_FIDELITY,
-    }
+    assert knobs == DEFAULT_KNOBS
     faces = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     first = restorer(faces, **knobs)
     assert first.shape == faces.shape and torch.equal(first, restorer(faces, **knobs))
@@ -351,7 +342,7 @@ def test_clean_restores_train_and_copies_val_and_test(dataset, weights_folder, t
         assert same == (row["split"] != "train")
     rows = manifest(out)
     assert [row["file"] for row in rows] == [row["file"] for row in manifest(dataset)]
-    knobs = {"steps": 2, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "fidelity": DEFAULT_FIDELITY}
+    knobs = {**DEFAULT_KNOBS, "steps": 2}
     by = {"model": str(weights_folder), "knobs": knobs}
     assert all(row["cleaned_by"] == (by if row["split"] == "train" else None) for row in rows)
 
