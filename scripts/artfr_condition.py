@@ -79,7 +79,12 @@ def main() -> None:
         parameters[condition] = sum(p.numel() for name, p in model.named_parameters() if name.startswith("transformer"))
 
     specs = {
-        f"{folders[c]}:fidelity=0,steps={n}": (c, str(n), f"{parameters[c] / 1e6:.2f}M", _seconds(step_seconds[c]))
+        f"{folders[c]}:fidelity=0,keep_input=0,steps={n}": (
+            c,
+            str(n),
+            f"{parameters[c] / 1e6:.2f}M",
+            _seconds(step_seconds[c]),
+        )
         for c in CONDITIONS
         for n in SAMPLER_STEPS
     }

@@ -150,7 +150,10 @@ def test_restorer_knobs_seed_and_steps(weights_folder):
         masked = torch.full((3, SMALL.tokenizer.token_grid**2), restorer.model.mask_token_id)
         indices = restorer.model.predict(masked, latent).argmax(-1).view(3, *latent.shape[2:])
         expected = resize_faces(restorer.model.decode(indices, features, 1.0), 48).clamp(0, 1)
-    assert torch.allclose(restorer(faces, steps=1), expected, atol=1e-6)
+    assert torch.allclose(restorer(faces, steps=1, keep_input=0.0), expected, atol=1e-6)
+    assert torch.allclose(restorer(faces, keep_input=1.0), faces, atol=1e-6)
+    halfway = restorer(faces, steps=1, keep_input=0.5)
+    assert torch.allclose(halfway, (faces + expected) / 2, atol=1e-6)
     accuracy = restorer.code_accuracy(faces, faces, steps=2)
     assert accuracy.shape == (3,) and ((accuracy >= 0) & (accuracy <= 1)).all()
     for bad, message in [({"steps": 0}, "steps"), ({"top_k": -1}, "top_k"), ({"temperature": 3}, "temperature")]:

@@ -156,3 +156,9 @@ def resize_faces(faces: torch.Tensor, size: int) -> torch.Tensor:
         return faces
     resized = F.interpolate(faces, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
     return resized.clamp(0, 1)
+
+
+def blend_with_input(faces: torch.Tensor, restored: torch.Tensor, input_share: float) -> torch.Tensor:
+    """`restored` (any square size) brought to the input's size with `input_share` of the input `faces` mixed
+    back in: 0 = the restoration only, 1 = the input unchanged."""
+    return input_share * faces + (1.0 - input_share) * resize_faces(restored, faces.shape[-1])

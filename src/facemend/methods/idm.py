@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from facemend.errors import FacemendError
-from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_faces
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, resize_faces
 from facemend.models.unet import UNet, UNetConfig
 from facemend.samplers.ddim import PREDICTION_TYPES, DDIMScheduler, cosine_alphas_cumprod
 
@@ -192,4 +192,4 @@ class IdmRestorer(WeightsRestorer):
         generator = torch.Generator(faces.device).manual_seed(int(seed))
         denoise = self.networks["denoise"]
         restored = self.model.sample(resize_faces(faces, self.face_size), steps, generator, denoise, temperature)
-        return fidelity * faces + (1.0 - fidelity) * resize_faces(restored, faces.shape[-1])
+        return blend_with_input(faces, restored, fidelity)
