@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from facemend.methods.base import Knob, Restorer
+from facemend.methods.base import Knob, Restorer, blend_with_input
 
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
@@ -48,9 +48,6 @@ class ClassicalRestorer(Restorer):
         self.face_size = face_size
 
     def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
-        images = faces.permute(0, 2, 3, 1).cpu().numpy()
-        restored = []
-        for image in images:
-            enhanced = enhance_face(np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8))
-            restored.append(fidelity * image + (1.0 - fidelity) * enhanced)
-        return torch.from_numpy(np.stack(restored)).permute(0, 3, 1, 2).to(faces.device)
+        images = np.clip(np.rint(faces.permute(0, 2, 3, 1).cpu().numpy() * 255.0), 0, 255).astype(np.uint8)
+        enhanced = torch.from_numpy(np.stack([enhance_face(image) for image in images])).permute(0, 3, 1, 2)
+        return blend_with_input(faces, enhanced.to(faces.device, faces.dtype), fidelity)
