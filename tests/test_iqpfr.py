@@ -432,7 +432,8 @@ def test_untrained_models_say_how_to_get_them():
         ("baseline-q", "baseline-q-tiny"),
         ("daefr-q", "daefr-q-tiny"),
     ):
-        assert [knob.name for knob in MODELS[name].knobs] == ["fidelity", "quality"]
+        blends = ["keep_input"] if name == "daefr-q" else []  # daefr's input blend comes with it
+        assert [knob.name for knob in MODELS[name].knobs] == ["fidelity", "quality", *blends]
         with pytest.raises(FacemendError, match=rf"'{name}' has no bundled weights: train it .*configs/{config}.yaml"):
             resolve_model(name)
         assert (REPO / "configs" / f"{config}.yaml").is_file()

@@ -34,7 +34,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, resize_faces
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, keep_input_knob, resize_faces
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, check_fusion_levels, decode_with_fusion
 from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
@@ -156,7 +156,7 @@ class ArtfrRestorer(WeightsRestorer):
         Knob("top_k", int, 0, 0, 65536, "sample among the k likeliest codes (0 = all)"),
         Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the sampler"),
         Knob("fidelity", float, 1.0, 0.0, 1.0, "0 = the sampled codes only, 1 = most fidelity to the input"),
-        Knob("keep_input", float, DEFAULT_KEEP_INPUT, 0.0, 1.0, "share of the input image kept in the output"),
+        keep_input_knob(DEFAULT_KEEP_INPUT),
     )
 
     def __init__(self, model: ArtfrModel):

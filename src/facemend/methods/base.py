@@ -158,6 +158,11 @@ def resize_faces(faces: torch.Tensor, size: int) -> torch.Tensor:
     return resized.clamp(0, 1)
 
 
+def keep_input_knob(default: float) -> Knob:
+    """The `keep_input` knob of a method that mixes the input back into its output (`blend_with_input`)."""
+    return Knob("keep_input", float, default, 0.0, 1.0, "share of the input image kept in the output")
+
+
 def blend_with_input(faces: torch.Tensor, restored: torch.Tensor, input_share: float) -> torch.Tensor:
     """`restored` (any square size) brought to the input's size with `input_share` of the input `faces` mixed
     back in: 0 = the restoration only, 1 = the input unchanged."""

@@ -10,11 +10,12 @@ conditioned one gains the `quality` knob."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, resize_faces
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, keep_input_knob, resize_faces
 from facemend.models.code_transformer import CodeTransformer
 from facemend.models.fusion import FidelityFusion, decode_with_fusion
 from facemend.models.quality_conditioning import DEFAULT_QUALITY
@@ -31,9 +32,11 @@ QUALITY = Knob(
 )
 
 
-def lookup_knobs(conditioned: bool) -> tuple[Knob, ...]:
-    """The knobs of a lookup model: `fidelity`, and `quality` when it is quality-conditioned."""
-    return (FIDELITY, QUALITY) if conditioned else (FIDELITY,)
+def lookup_knobs(conditioned: bool, keep_input: float | None = None) -> tuple[Knob, ...]:
+    """The knobs of a lookup model: `fidelity`, `quality` when it is quality-conditioned, and `keep_input` (with
+    this default) when its method blends the input back in."""
+    knobs = (FIDELITY, QUALITY) if conditioned else (FIDELITY,)
+    return knobs if keep_input is None else (*knobs, keep_input_knob(keep_input))
 
 
 @dataclass
@@ -98,14 +101,16 @@ class ConditionedLookupNetwork(LookupNetwork):
 
 class LookupRestorer(WeightsRestorer):
     """A restorer of a lookup model; a method's subclass sets `name`, `kind`, `config_class` and `model_class`
-    (and `knobs = lookup_knobs(True)` when its models are always quality-conditioned)."""
+    (and `knobs = lookup_knobs(True)` when its models are always quality-conditioned; `default_keep_input` when
+    its output mixes the input back in)."""
 
+    default_keep_input: ClassVar[float | None] = None
     knobs = lookup_knobs(False)
 
     def __init__(self, model: nn.Module):
         super().__init__(model)
         self.conditioned = model.quality_embedding is not None
-        self.knobs = lookup_knobs(self.conditioned)
+        self.knobs = lookup_knobs(self.conditioned, self.default_keep_input)
         network = ConditionedLookupNetwork if self.conditioned else LookupNetwork
         self.networks = {"restore": network(self.model)}
 
@@ -118,11 +123,13 @@ class LookupRestorer(WeightsRestorer):
     def _per_face(self, faces: torch.Tensor, value: float | None) -> torch.Tensor | None:
         return None if value is None else torch.full((faces.shape[0],), float(value), device=faces.device)
 
-    def restore_faces(self, faces: torch.Tensor, *, fidelity: float, quality: float | None = None) -> torch.Tensor:
+    def restore_faces(
+        self, faces: torch.Tensor, *, fidelity: float, quality: float | None = None, keep_input: float = 0.0
+    ) -> torch.Tensor:
         weight, target = self._per_face(faces, fidelity), self._per_face(faces, quality)
         inputs = (weight,) if target is None else (weight, target)
         restored = self.networks["restore"](resize_faces(faces, self.face_size), *inputs)
-        return resize_faces(restored, faces.shape[-1])
+        return blend_with_input(faces, restored, keep_input)
 
     def code_accuracy(self, faces: torch.Tensor, targets: torch.Tensor, **knobs: float | int) -> torch.Tensor:
         """The share of the HQ codes predicted (iqpfr: of its common codebook's), at the `quality` knob's value."""

@@ -109,11 +109,11 @@ MODELS: dict[str, ModelInfo] = {
             BaselineRestorer.knobs,
         ),
         _paper_scale("baseline", BaselineRestorer.knobs, "fusion"),
-        _not_trained_yet(
+        _tiny(
             "daefr",
+            DaefrRestorer,
             "DAEFR: dual associated encoders (HQ and LQ branches, patch association, cross-attention fusion) "
             "predict the HQ codes in one shot, fidelity fusion",
-            DaefrRestorer.knobs,
             "fusion",
         ),
         _paper_scale("daefr", DaefrRestorer.knobs, "fusion"),
@@ -134,7 +134,7 @@ MODELS: dict[str, ModelInfo] = {
         _not_trained_yet(
             "daefr-q",
             "daefr with IQPFR's quality conditioning (the target score embedded into the combined latent)",
-            lookup_knobs(True),
+            lookup_knobs(True, DaefrRestorer.default_keep_input),
             "fusion",
         ),
         _tiny(

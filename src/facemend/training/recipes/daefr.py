@@ -19,7 +19,9 @@ branches' reconstruction losses); any other runs the lookup and/or fusion losses
 Starting weights: the first stage starts from tokenizer weights in `init` (the HQ prior) and, unless
 `combine: hq_only`, the LQ tokenizer's in `init_parts: {lq_tokenizer: FOLDER}`; each branch encoder starts as
 a copy of its tokenizer's encoder. A stage may also start from daefr weights (later stages: the previous
-stage's export).
+stage's export), including those of the other dual `combine` (`mhca` ↔ `add`): the `combine` module then starts
+fresh, so the ablation's `add` row can run its predict stage from the `mhca` model's associate export (that stage
+does not touch `combine`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,14 @@ class DaefrRecipe(Recipe):
                 )
             lq_where = f"{where}: init_parts.lq_tokenizer"
             load_tokenizer(model.lq_tokenizer, model.lq_branch_encoder, parts["lq_tokenizer"], lq_where)
+
+    def state_to_load(self, model: DaefrModel, weights: Weights) -> dict[str, torch.Tensor]:
+        saved = weights.config.get("combine")
+        if saved == model.config.combine or "hq_only" in (saved, model.config.combine):
+            return weights.state_dict  # the same combine, or a mismatch that load_into reports
+        state = {key: value for key, value in weights.state_dict.items() if not key.startswith("combine.")}
+        state.update({f"combine.{key}": value for key, value in model.combine.state_dict().items()})
+        return state
 
     def generator_step(self, model: DaefrModel, batch, stage: StageConfig, discriminator) -> StepOutput:
         if stage.weight("association"):
