@@ -1,6 +1,6 @@
 """The DAEFR ablation table of issue 5, in one command. It trains nothing: it benchmarks the four rows' trained
-weights (configs/daefr-tiny-ablation-{hq-only,no-association,association}.yaml and configs/daefr-tiny.yaml, all
-at the same budget up to their predict stage) and the bundled daefr on facemend-test's `medium` and `heavy`
+weights (configs/daefr-tiny-ablation-{hq-only,no-association,association,fusion}.yaml, all at the same budget
+up to their predict stage) and the bundled daefr on facemend-test's `medium` and `heavy`
 presets with `facemend benchmark`'s Python API, and writes one markdown table, OUT/ablation.md (each preset's
 full benchmark stays in OUT/<preset>/).
 
@@ -32,7 +32,7 @@ ROWS = {  # ablation row → the option naming it, and the run whose predict exp
     "baseline (single HQ encoder)": ("hq-only", "daefr-tiny-ablation-hq-only"),
     "+ LQ branch, no association": ("no-association", "daefr-tiny-ablation-no-association"),
     "+ association": ("association", "daefr-tiny-ablation-association"),
-    "+ fusion (full DAEFR)": ("full", "daefr-tiny"),
+    "+ fusion (full DAEFR)": ("full", "daefr-tiny-ablation-fusion"),
 }
 CODES_ALONE = "fidelity=0,keep_input=0"
 BUNDLED_ROWS = {"fidelity=1,keep_input=0": "bundled daefr, w = 1, no blend", "": "bundled daefr, defaults"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,7 +20,9 @@ from facemend.methods.daefr import MAX_LOGIT_SCALE, DaefrConfig, DaefrModel, Dae
 from facemend.methods.registry import recipe_for, resolve_model
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.cross_attention import CrossAttention
+from facemend.models.quality_conditioning import QualityConditioningConfig
 from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
+from facemend.quality.prior import QualityPriorConfig
 from facemend.training.config import StageConfig, load_train_config
 from facemend.training.losses import patch_association_loss
 from facemend.training.recipes.tokenizer import LqTokenizerRecipe
@@ -28,6 +31,7 @@ from facemend.weights import load_weights, save_weights
 from test_training import run, stage_losses, tiny
 
 TOKENIZER = TokenizerConfig(image_size=32, channels=8, channel_mults=(1, 2, 2), codebook_size=32, codebook_dim=8)
+CALIBRATED_PRIOR = QualityPriorConfig(metric="brisque", centre=30.0, scale=10.0)  # any calibration: daefr-q builds
 
 
 def small(combine: str = "mhca") -> DaefrConfig:
@@ -278,6 +282,13 @@ def test_starting_weights_are_checked(tmp_path):
     loaded = add_model.state_dict()  # mhca weights into an add model: all but the combine module
     assert all(torch.equal(loaded[key], value) for key, value in model.state_dict().items() if key in loaded)
     assert all(torch.equal(loaded[f"combine.{key}"], value) for key, value in fresh_combine.items())
+    conditioned = replace(small(), quality_conditioning=QualityConditioningConfig(prior=CALIBRATED_PRIOR))
+    q_model = DaefrModel(conditioned)  # daefr-q from unconditioned daefr weights: all but the quality embedding
+    fresh_embedding = {key: value.clone() for key, value in q_model.quality_embedding.state_dict().items()}
+    DaefrRecipe(to_dict(conditioned), {}).initialize(q_model, load_weights(tmp_path / "daefr"), stage)
+    loaded = q_model.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in model.state_dict().items())
+    assert all(torch.equal(loaded[f"quality_embedding.{key}"], value) for key, value in fresh_embedding.items())
     hq_only = DaefrModel(small("hq_only"))
     save_weights(tmp_path / "hq_only", "daefr", to_dict(small("hq_only")), hq_only.state_dict())
     with pytest.raises(FacemendError, match="weights do not fit the model"):

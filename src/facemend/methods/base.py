@@ -115,8 +115,8 @@ class WeightsRestorer(Restorer):
     kind: ClassVar[str]
     config_class: ClassVar[type]
     model_class: ClassVar[type[nn.Module]]
-    training_only: ClassVar[tuple[str, ...]] = ()  # the model's submodules that only training uses: a restorer
-    # drops them, and its weights (bundled ones, say) need not hold them
+    training_only: ClassVar[tuple[str, ...]] = ()  # the model's submodules (dotted paths) that only training uses:
+    # a restorer drops them, and its weights (bundled ones, say) need not hold them
 
     def __init__(self, model: nn.Module):
         self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
@@ -134,8 +134,10 @@ class WeightsRestorer(Restorer):
             raise FacemendError(f"{where}: holds {weights.kind!r} weights, not {cls.kind!r}")
         model = cls.model_class(build(cls.config_class, weights.config, "config"))
         for name in cls.training_only:
-            if hasattr(model, name):
-                delattr(model, name)
+            parent, _, child = name.rpartition(".")
+            owner = model.get_submodule(parent)
+            if hasattr(owner, child):
+                delattr(owner, child)
         load_into(model, cls.inference_state(weights.state_dict), where)
         return cls(model)
 

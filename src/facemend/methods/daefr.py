@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from facemend.methods.lookup import CodePrediction, LookupRestorer, lookup_knobs, predict_codes
+from facemend.methods.lookup import CodePrediction, LookupRestorer, predict_codes
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
 from facemend.models.cross_attention import CrossAttention
 from facemend.models.fusion import FidelityFusion, check_fusion_levels
@@ -158,4 +158,3 @@ class DaefrRestorer(LookupRestorer):
     model_class = DaefrModel
     training_only = ("lq_tokenizer", "association")  # restoring needs neither (tiny: 2.4 M of 12.4 M parameters)
     default_keep_input = DEFAULT_KEEP_INPUT
-    knobs = lookup_knobs(False, DEFAULT_KEEP_INPUT)

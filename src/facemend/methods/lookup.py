@@ -107,6 +107,11 @@ class LookupRestorer(WeightsRestorer):
     default_keep_input: ClassVar[float | None] = None
     knobs = lookup_knobs(False)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "knobs" not in cls.__dict__:  # the class-level knobs (an unconditioned model's) follow its blend default
+            cls.knobs = lookup_knobs(False, cls.default_keep_input)
+
     def __init__(self, model: nn.Module):
         super().__init__(model)
         self.conditioned = model.quality_embedding is not None

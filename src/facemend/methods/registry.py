@@ -120,7 +120,7 @@ MODELS: dict[str, ModelInfo] = {
         _not_trained_yet(
             "iqpfr",
             "IQPFR: a quality-conditioned transformer predicts common and HQ+ codes (a dual codebook, HQ+ learned "
-            "from the best-scoring faces), trained to raise a NIQE-based prior's score; `quality` sets the target",
+            "from the best-scoring faces), trained to raise a no-reference prior's score; `quality` sets the target",
             IqpfrRestorer.knobs,
             "fusion",
         ),

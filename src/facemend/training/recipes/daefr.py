@@ -96,11 +96,22 @@ class DaefrRecipe(Recipe):
             load_tokenizer(model.lq_tokenizer, model.lq_branch_encoder, parts["lq_tokenizer"], lq_where)
 
     def state_to_load(self, model: DaefrModel, weights: Weights) -> dict[str, torch.Tensor]:
-        saved = weights.config.get("combine")
-        if saved == model.config.combine or "hq_only" in (saved, model.config.combine):
-            return weights.state_dict  # the same combine, or a mismatch that load_into reports
-        state = {key: value for key, value in weights.state_dict.items() if not key.startswith("combine.")}
-        state.update({f"combine.{key}": value for key, value in model.combine.state_dict().items()})
+        """All of the daefr weights, except parts this model has but the weights' model had not in that form:
+        `combine` when the weights are of the other dual combine (mhca ↔ add), `quality_embedding` when they are
+        unconditioned and this model is daefr-q. Those parts start fresh, so an ablation row or daefr-q can
+        start its predict stage from another run's associate stage, which trains neither."""
+        combines = (weights.config.get("combine"), model.config.combine)
+        fresh = []
+        if combines[0] != combines[1] and "hq_only" not in combines:
+            fresh.append("combine")
+        if weights.config.get("quality_conditioning") is None and model.config.quality_conditioning is not None:
+            fresh.append("quality_embedding")
+        if not fresh:
+            return weights.state_dict  # the same model, or a mismatch that load_into reports
+        prefixes = tuple(f"{part}." for part in fresh)
+        state = {key: value for key, value in weights.state_dict.items() if not key.startswith(prefixes)}
+        for part in fresh:
+            state.update({f"{part}.{key}": value for key, value in getattr(model, part).state_dict().items()})
         return state
 
     def generator_step(self, model: DaefrModel, batch, stage: StageConfig, discriminator) -> StepOutput:
