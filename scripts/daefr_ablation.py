@@ -11,18 +11,22 @@ Rows: the LQ input (the bar a restorer must clear); each ablation row's predicte
 no input blend: what the LQ branch, the association and the fusion change is the prediction); then the bundled
 daefr (its fusion stage on top) at w = 1 without the input blend, and at its defaults. Columns: code accuracy,
 PSNR-Y, SSIM-Y, IDD, LMD, NIQE, FD-dlib and seconds per face (restoration only, batched, excluding model
-loading and file I/O).
+loading and file I/O). Under it, each row against the baseline row, face by face: the mean paired difference
+of IDD and PSNR-Y with its standard error, and on how many faces the row is better.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 from pathlib import Path
 
 import yaml
 
-from facemend.pipelines.benchmark import presets_markdown, run_benchmark
+from facemend.metrics.report import LABELS
+from facemend.pipelines.benchmark import presets_markdown, run_benchmark, slug
 from facemend.weights import load_weights
 
 PRESETS = ("medium", "heavy")
@@ -33,6 +37,9 @@ ROWS = {  # ablation row → the option naming it, and the run whose predict exp
     "+ LQ branch, no association": ("no-association", "daefr-tiny-ablation-no-association"),
     "+ association": ("association", "daefr-tiny-ablation-association"),
     "+ fusion (full DAEFR)": ("full", "daefr-tiny-ablation-fusion"),
+}
+FIX_ROWS = {  # the fix tried for the claim (issue 5), shown when its weights exist
+    "fix: + association, kept in predict": ("association-kept", "daefr-tiny-ablation-association-kept"),
 }
 CODES_ALONE = "fidelity=0,keep_input=0"
 BUNDLED_ROWS = {"fidelity=1,keep_input=0": "bundled daefr, w = 1, no blend", "": "bundled daefr, defaults"}
@@ -53,6 +60,43 @@ def ablation_markdown(results: dict[str, dict], specs: dict[str, tuple[str, str]
     return "\n".join(lines) + "\n"
 
 
+PAIRED = ("idd", "psnr_y")
+
+
+def per_face(folder: Path) -> dict[str, dict[str, float]]:
+    """A benchmarked model's per-face metrics (its metrics.csv): stem → metric → value."""
+    with (folder / "metrics.csv").open(newline="", encoding="utf-8") as file:
+        return {row.pop("stem"): {key: float(value) for key, value in row.items()} for row in csv.DictReader(file)}
+
+
+def paired_markdown(out: Path, specs: dict[str, tuple[str, str]], baseline: str) -> list[str]:
+    """Each spec restored as `baseline` is against `baseline` on the same faces: mean difference ± standard error,
+    and the faces on which it is better."""
+    lines = [
+        "",
+        f"Against {specs[baseline][0]}, face by face (row − baseline: mean ± standard error; faces on which the row "
+        "is better):",
+        "",
+        "| preset | model | " + " | ".join(f"Δ {LABELS[key]}" for key in PAIRED) + " |",
+        "|---|---|" + "---:|" * len(PAIRED),
+    ]
+    for preset in PRESETS:
+        base = per_face(out / preset / slug(baseline))
+        for spec, (row, _) in specs.items():
+            if spec == baseline or specs[spec][1] != specs[baseline][1]:  # ablation rows only (codes alone)
+                continue
+            faces = per_face(out / preset / slug(spec))
+            cells = []
+            for key in PAIRED:
+                diffs = [faces[stem][key] - base[stem][key] for stem in base]
+                mean = sum(diffs) / len(diffs)
+                error = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+                better = sum((d < 0) if key == "idd" else (d > 0) for d in diffs)
+                cells.append(f"{mean:+.4f} ± {error:.4f} ({better}/{len(diffs)})")
+            lines.append(f"| {preset} | {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def budget_of(folder: Path) -> str:
     """The batch size and the steps of each stage up to the one that wrote `folder` (RUN/STAGE: from
     RUN/config.yaml), else the run and step that its config.json names."""
@@ -71,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="facemend-test: holds medium/ and heavy/")
     parser.add_argument("-o", "--out", type=Path, required=True)
-    for option, run in ROWS.values():
+    for option, run in (*ROWS.values(), *FIX_ROWS.values()):
         default = Path("runs") / run / "predict"
         parser.add_argument(f"--{option}", type=Path, default=default, help=f"weights folder (default: {default})")
     parser.add_argument("--bundled", default="daefr", help="the final daefr: a model name or weights folder")
@@ -79,8 +123,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    folders = {row: getattr(args, option.replace("-", "_")) for row, (option, _) in ROWS.items()}
-    specs = {f"{folders[row]}:{CODES_ALONE}": (row, "codes alone") for row in ROWS}
+    folders = {row: getattr(args, option.replace("-", "_")) for row, (option, _) in {**ROWS, **FIX_ROWS}.items()}
+    folders = {row: folder for row, folder in folders.items() if row in ROWS or folder.is_dir()}
+    specs = {f"{folder}:{CODES_ALONE}": (row, "codes alone") for row, folder in folders.items()}
     for knobs, label in BUNDLED_ROWS.items():
         specs[f"{args.bundled}:{knobs}" if knobs else args.bundled] = (label, knobs or "defaults")
     budgets = {row: budget_of(folder) for row, folder in folders.items()}
@@ -91,6 +136,7 @@ def main() -> None:
         )
     (args.out / "ablation.json").write_text(json.dumps({"specs": specs, "results": results}, indent=1) + "\n")
     table = ablation_markdown(results, specs, budgets)
+    table += "\n".join(paired_markdown(args.out, specs, next(iter(specs)))) + "\n"
     (args.out / "ablation.md").write_text(table)
     print(table)
 

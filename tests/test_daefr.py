@@ -22,6 +22,7 @@ from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.cross_attention import CrossAttention
 from facemend.models.quality_conditioning import QualityConditioningConfig
 from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
+from facemend.pipelines.benchmark import slug
 from facemend.quality.prior import QualityPriorConfig
 from facemend.training.config import StageConfig, load_train_config
 from facemend.training.losses import patch_association_loss
@@ -164,6 +165,7 @@ def changed_parts(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor
         "daefr-tiny-ablation-hq-only",
         "daefr-tiny-ablation-no-association",
         "daefr-tiny-ablation-association",
+        "daefr-tiny-ablation-association-kept",
     ],
 )
 def test_each_stage_trains_what_it_names_through_the_trainer(name, prepared_faces, tmp_path):
@@ -193,6 +195,9 @@ def test_each_stage_trains_what_it_names_through_the_trainer(name, prepared_face
             result.run_dir, "associate", "commitment"
         )
     assert stage_losses(result.run_dir, "predict", "ce")
+    predict = next(stage for stage in stages if stage["name"] == "predict")
+    kept = stage_losses(result.run_dir, "predict", "association")  # the fix's term beside the code losses
+    assert len(kept) == (2 if "association" in predict["losses"] else 0)
     if stages[-1]["name"] == "fusion":
         assert stage_losses(result.run_dir, "fusion", "l1")
 
@@ -230,13 +235,27 @@ def test_stage_errors_name_the_field(prepared_faces, tmp_path):
     config = small_train_config("daefr-tiny", prepared_faces, tmp_path)
     check(config)
     bad = yaml.safe_load(yaml.safe_dump(config))
-    bad["stages"][0]["losses"]["code_ce"] = 1.0
-    with pytest.raises(ConfigError, match=r"stages\[0\]\.losses\.code_ce: an association stage .* takes only"):
+    bad["stages"][0]["losses"] = {
+        **bad["stages"][0]["losses"],
+        "association": 1.0,
+        "feature_mse": 0.0,
+        "adversarial": 1.0,
+    }
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.losses\.adversarial: an association stage .* takes only"):
+        check(bad)
+    bad["stages"][0]["losses"]["code_ce"] = 1.0  # with a lookup loss, a predict stage keeping the association
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.losses\.adversarial: a predict stage that keeps the"):
         check(bad)
     bad = yaml.safe_load(yaml.safe_dump(config))
     bad["stages"][1]["losses"]["commitment"] = 1.0
     with pytest.raises(ConfigError, match=r"stages\[1\]\.losses\.commitment: only an association stage"):
         check(bad)
+    kept = yaml.safe_load(yaml.safe_dump(config))
+    kept["stages"][1]["losses"]["association"] = 1.0  # a predict stage keeping the association: fine
+    check(kept)
+    kept["stages"][1]["losses"]["l1"] = 1.0
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.losses\.l1: a predict stage that keeps the association"):
+        check(kept)
     bad = yaml.safe_load(yaml.safe_dump(config))
     bad["stages"][0]["init_parts"]["lq_tokeniser"] = bad["stages"][0]["init_parts"].pop("lq_tokenizer")
     with pytest.raises(ConfigError, match=r"stages\[0\]\.init_parts\.lq_tokeniser: unknown part .* \(lq_tokenizer\)"):
@@ -433,3 +452,17 @@ def test_ablation_script_writes_one_table(tmp_path):
     stages = [{"name": name, "steps": steps} for name, steps in (("associate", 300), ("predict", 1000), ("fusion", 9))]
     (run / "config.yaml").write_text(yaml.safe_dump({"data": {"batch_size": 8}, "stages": stages}))
     assert script.budget_of(run / "predict") == "batch 8, associate 300, predict 1000 steps"  # up to its stage
+    faces = {  # per-face metrics: the row is better on IDD on 2 of 3 faces, by 0.1 on average
+        "baseline": [("a", 0.5, 30.0), ("b", 0.6, 28.0), ("c", 0.7, 26.0)],
+        "row": [("a", 0.3, 31.0), ("b", 0.5, 28.0), ("c", 0.7, 24.0)],
+    }
+    specs = {"base:w=0": ("baseline", "codes alone"), "row:w=0": ("row", "codes alone"), "daefr": ("bundled", "x")}
+    for preset in script.PRESETS:
+        for spec, name in (("base:w=0", "baseline"), ("row:w=0", "row")):
+            folder = tmp_path / "out" / preset / slug(spec)
+            folder.mkdir(parents=True)
+            rows = "".join(f"{stem},{psnr},0.9,{idd},0.01,20\n" for stem, idd, psnr in faces[name])
+            (folder / "metrics.csv").write_text("stem,psnr_y,ssim_y,idd,lmd,niqe\n" + rows)
+    paired = [line for line in script.paired_markdown(tmp_path / "out", specs, "base:w=0") if line.startswith("| ")]
+    assert len(paired) == 1 + len(script.PRESETS)  # header, then the one ablation row per preset
+    assert paired[-1] == "| heavy | row | -0.1000 ± 0.0577 (2/3) | -0.3333 ± 0.8819 (1/3) |"

@@ -129,7 +129,10 @@ def test_training_refuses_a_prior_that_was_never_calibrated(name):
     from facemend.methods.registry import recipe_for
     from facemend.training.trainer import check_config
 
-    config = load_train_config(REPO / "configs" / f"{name}.yaml")  # as committed: centre and scale null
+    committed = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+    check_config(config := load_train_config(committed), recipe_for(config))  # calibrated by `facemend score`
+    committed["model"]["quality_conditioning"]["prior"].update(centre=None, scale=None)
+    config = load_train_config(committed)
     with pytest.raises(ConfigError, match=r"model\.quality_conditioning\.prior: not calibrated"):
         check_config(config, recipe_for(config))
     with pytest.raises(ValueError, match="not calibrated"):
