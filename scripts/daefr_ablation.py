@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from facemend.metrics.report import LABELS
+from facemend.metrics.suite import HIGHER_IS_BETTER
 from facemend.pipelines.benchmark import presets_markdown, run_benchmark, slug
 from facemend.weights import load_weights
 
@@ -82,8 +83,8 @@ def paired_markdown(out: Path, specs: dict[str, tuple[str, str]], baseline: str)
     ]
     for preset in PRESETS:
         base = per_face(out / preset / slug(baseline))
-        for spec, (row, _) in specs.items():
-            if spec == baseline or specs[spec][1] != specs[baseline][1]:  # ablation rows only (codes alone)
+        for spec, (row, restored) in specs.items():
+            if spec == baseline or restored != specs[baseline][1]:  # ablation rows only (codes alone)
                 continue
             faces = per_face(out / preset / slug(spec))
             cells = []
@@ -91,7 +92,7 @@ def paired_markdown(out: Path, specs: dict[str, tuple[str, str]], baseline: str)
                 diffs = [faces[stem][key] - base[stem][key] for stem in base]
                 mean = sum(diffs) / len(diffs)
                 error = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
-                better = sum((d < 0) if key == "idd" else (d > 0) for d in diffs)
+                better = sum((d > 0) if key in HIGHER_IS_BETTER else (d < 0) for d in diffs)
                 cells.append(f"{mean:+.4f} ± {error:.4f} ({better}/{len(diffs)})")
             lines.append(f"| {preset} | {row} | " + " | ".join(cells) + " |")
     return lines

@@ -17,7 +17,7 @@ A stage that weights `association` and no lookup loss is an association stage (i
 `commitment` are the branches' reconstruction losses); any other runs the lookup and/or fusion losses. A predict
 stage may weight `association` too (ours, not DAEFR's: the ablation's fix): the same patch association of the
 HQ-branch encoder on the HQ face and the LQ-branch encoder on the LQ face is added to the lookup losses, which
-otherwise pull the two encoders apart again (validation association accuracy 86% → 4% over 1,000 predict steps).
+otherwise pull the two encoders apart again (validation association accuracy 86% → 3–4% over 1,000 predict steps).
 
 Starting weights: the first stage starts from tokenizer weights in `init` (the HQ prior) and, unless
 `combine: hq_only`, the LQ tokenizer's in `init_parts: {lq_tokenizer: FOLDER}`; each branch encoder starts as
@@ -74,20 +74,14 @@ class DaefrRecipe(Recipe):
             raise ValueError("init_parts: combine hq_only has no LQ tokenizer to load")
         if stage.weight("association") and not dual:
             raise ValueError("losses.association: combine hq_only has one encoder, nothing to associate")
-        if is_association_stage(stage):
-            other = sorted(name for name in stage.losses if stage.weight(name) and name not in ASSOCIATION_LOSSES)
+        if stage.weight("association"):
+            if is_association_stage(stage):
+                allowed, kind = ASSOCIATION_LOSSES, "an association stage (one weighting association)"
+            else:
+                allowed, kind = ("association", *LOOKUP_LOSSES), "a predict stage that keeps the association"
+            other = sorted(name for name in stage.losses if stage.weight(name) and name not in allowed)
             if other:
-                raise ValueError(
-                    f"losses.{other[0]}: an association stage (one weighting association) takes only "
-                    f"{', '.join(ASSOCIATION_LOSSES)}"
-                )
-        elif stage.weight("association"):
-            kept = ("association", *LOOKUP_LOSSES)
-            other = sorted(name for name in stage.losses if stage.weight(name) and name not in kept)
-            if other:
-                raise ValueError(
-                    f"losses.{other[0]}: a predict stage that keeps the association takes only {', '.join(kept)}"
-                )
+                raise ValueError(f"losses.{other[0]}: {kind} takes only {', '.join(allowed)}")
         elif stage.weight("commitment"):
             raise ValueError("losses.commitment: only an association stage (one weighting association) uses it")
 
