@@ -18,15 +18,12 @@ of IDD and PSNR-Y with its standard error, and on how many faces the row is bett
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 from pathlib import Path
 
 import yaml
 
-from facemend.metrics.report import LABELS
-from facemend.metrics.suite import HIGHER_IS_BETTER
+from facemend.metrics.report import LABELS, paired_difference, read_per_face
 from facemend.pipelines.benchmark import presets_markdown, run_benchmark, slug
 from facemend.weights import load_weights
 
@@ -64,12 +61,6 @@ def ablation_markdown(results: dict[str, dict], specs: dict[str, tuple[str, str]
 PAIRED = ("idd", "psnr_y")
 
 
-def per_face(folder: Path) -> dict[str, dict[str, float]]:
-    """A benchmarked model's per-face metrics (its metrics.csv): stem → metric → value."""
-    with (folder / "metrics.csv").open(newline="", encoding="utf-8") as file:
-        return {row.pop("stem"): {key: float(value) for key, value in row.items()} for row in csv.DictReader(file)}
-
-
 def paired_markdown(out: Path, specs: dict[str, tuple[str, str]], baseline: str) -> list[str]:
     """Each spec restored as `baseline` is against `baseline` on the same faces: mean difference ± standard error,
     and the faces on which it is better."""
@@ -82,18 +73,12 @@ def paired_markdown(out: Path, specs: dict[str, tuple[str, str]], baseline: str)
         "|---|---|" + "---:|" * len(PAIRED),
     ]
     for preset in PRESETS:
-        base = per_face(out / preset / slug(baseline))
+        base = read_per_face(out / preset / slug(baseline))
         for spec, (row, restored) in specs.items():
             if spec == baseline or restored != specs[baseline][1]:  # ablation rows only (codes alone)
                 continue
-            faces = per_face(out / preset / slug(spec))
-            cells = []
-            for key in PAIRED:
-                diffs = [faces[stem][key] - base[stem][key] for stem in base]
-                mean = sum(diffs) / len(diffs)
-                error = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
-                better = sum((d > 0) if key in HIGHER_IS_BETTER else (d < 0) for d in diffs)
-                cells.append(f"{mean:+.4f} ± {error:.4f} ({better}/{len(diffs)})")
+            faces = read_per_face(out / preset / slug(spec))
+            cells = [paired_difference(faces, base, key) for key in PAIRED]
             lines.append(f"| {preset} | {row} | " + " | ".join(cells) + " |")
     return lines
 

@@ -9,9 +9,11 @@ Rows, per preset and fidelity w: the LQ input; the `quality` sweep of iqpfr (0.2
 no-reference scores should rise with it; then the comparison at the default quality (1.0): baseline,
 baseline-q, daefr, daefr-q, iqpfr and iqpfr without the HQ+ codebook. A row whose weights folder does not exist
 yet is left out and named under the table. Columns: PSNR-Y, SSIM-Y, IDD, NIQE, BRISQUE, FD-dlib and seconds per
-face (restoration only). A gain on the metric the quality prior is built from (NIQE by default; iqpfr's
-config.json says) does not count alone: the other no-reference metric and FD-dlib are the ones no model here
-was trained against.
+face (restoration only). A gain on the metric the quality prior is built from (iqpfr's config says which) does not
+count alone: the other no-reference metric and FD-dlib are the ones no model here was trained against. Under
+the table: whether each no-reference score improves at every step of the sweep, then each quality-conditioned
+model against its unconditioned one (baseline-q − baseline, daefr-q − daefr) and iqpfr at quality 1 against
+0.2, face by face: mean paired difference of PSNR-Y, IDD, NIQE and BRISQUE with its standard error.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import argparse
 import json
 from pathlib import Path
 
-from facemend.metrics.report import LABELS
-from facemend.pipelines.benchmark import presets_markdown, run_benchmark
+from facemend.methods.registry import resolve_model
+from facemend.metrics.report import LABELS, paired_difference, read_per_face
+from facemend.metrics.suite import HIGHER_IS_BETTER
+from facemend.pipelines.benchmark import presets_markdown, run_benchmark, slug
 
 PRESETS = ("medium", "heavy")
 KEYS = ("psnr_y", "ssim_y", "idd", "niqe", "brisque", "fd_dlib")
@@ -30,11 +34,16 @@ SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)
 MODELS = {  # comparison row → (option, default weights folder or registered model, quality-conditioned)
     "baseline": ("baseline", "baseline", False),
     "baseline-q": ("baseline-q", "runs/baseline-q-tiny/fusion", True),
-    "daefr": ("daefr", "runs/daefr-tiny/fusion", False),
+    "daefr": ("daefr", "daefr", False),
     "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True),
     "iqpfr": ("iqpfr", "runs/iqpfr-tiny/fusion", True),
     "iqpfr without the HQ+ codebook": ("iqpfr-no-hqplus", "runs/iqpfr-tiny-ablation-no-hqplus/fusion", True),
 }
+PAIRS = {  # conditioned row → the unconditioned row it adds the quality prior to
+    "baseline-q": "baseline",
+    "daefr-q": "daefr",
+}
+PAIRED = ("psnr_y", "idd", "niqe", "brisque")
 Row = tuple[str, str, str, str]  # (section, label, quality, fidelity) as shown
 
 
@@ -54,12 +63,74 @@ def report_rows(models: dict[str, str], fidelities: list[float]) -> list[tuple[s
     return rows
 
 
-def prior_metric(folder: str) -> str:
-    """The metric of the quality prior a weights folder's model was trained with (NIQE when it does not say)."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return "niqe"
-    return json.loads(path.read_text())["config"]["quality_conditioning"]["prior"]["metric"]
+def spec_of(rows: list[tuple[str, Row]], section: str, label: str, quality: str, fidelity: str) -> str | None:
+    return next((spec for spec, row in rows if row == (section, label, quality, fidelity)), None)
+
+
+def paired_markdown(out: Path, rows: list[tuple[str, Row]]) -> list[str]:
+    """Each quality-conditioned model against its unconditioned one, and iqpfr at quality 1 against 0.2, face by
+    face on the same faces (mean difference ± standard error; faces on which the first is better)."""
+    lines = [
+        "",
+        "Face by face (first − second: mean ± standard error; faces on which the first is better):",
+        "",
+        "| preset | w | first | second | " + " | ".join(f"Δ {LABELS[key]}" for key in PAIRED) + " |",
+        "|---|---|---|---|" + "---:|" * len(PAIRED),
+    ]
+    fidelities = list(dict.fromkeys(row[3] for _, row in rows))
+    for preset in PRESETS:
+        for w in fidelities:
+            pairs = [
+                (
+                    f"{first} (q = 1)",
+                    spec_of(rows, "comparison", first, "1", w),
+                    second,
+                    spec_of(rows, "comparison", second, "–", w),
+                )
+                for first, second in PAIRS.items()
+            ]
+            pairs.append(
+                (
+                    "iqpfr, q = 1",
+                    spec_of(rows, "sweep", "iqpfr", "1", w),
+                    "iqpfr, q = 0.2",
+                    spec_of(rows, "sweep", "iqpfr", "0.2", w),
+                )
+            )
+            for first, first_spec, second, second_spec in pairs:
+                if first_spec is None or second_spec is None:
+                    continue
+                faces = read_per_face(out / preset / slug(first_spec))
+                base = read_per_face(out / preset / slug(second_spec))
+                cells = " | ".join(paired_difference(faces, base, key) for key in PAIRED)
+                lines.append(f"| {preset} | {w} | {first} | {second} | {cells} |")
+    return lines
+
+
+def sweep_markdown(results: dict[str, dict], rows: list[tuple[str, Row]]) -> list[str]:
+    """Whether each no-reference score improves at every step of the quality sweep, per preset and fidelity."""
+    lines = ["", "The quality sweep, step by step (0.2 → 1.0):", ""]
+    for preset, result in results.items():
+        for w in dict.fromkeys(row[3] for _, row in rows):
+            specs = [spec_of(rows, "sweep", "iqpfr", f"{q:g}", w) for q in SWEEP]
+            if None in specs:
+                continue
+            cells = []
+            for key in ("niqe", "brisque"):
+                values = [result["models"][spec][key] for spec in specs]
+                steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+                improving = sum((d > 0) if key in HIGHER_IS_BETTER else (d < 0) for d in steps)
+                cells.append(
+                    f"{LABELS[key]} improves at {improving} of {len(steps)} steps ({values[0]:.3f} → {values[-1]:.3f})"
+                )
+            lines.append(f"- {preset}, w = {w}: " + "; ".join(cells))
+    return lines
+
+
+def prior_metric(model: str) -> str:
+    """The metric of the quality prior that `model` (a weights folder or registered model) was trained with."""
+    restorer, _ = resolve_model(model)
+    return restorer.model.config.quality_conditioning.prior.metric
 
 
 def report_markdown(
@@ -101,7 +172,8 @@ def main() -> None:
     for preset in PRESETS:
         results[preset] = run_benchmark(args.data / preset, specs, args.out / preset, args.batch_size, KEYS, args.limit)
     (args.out / "iqpfr.json").write_text(json.dumps({"rows": rows, "missing": missing, "results": results}, indent=1))
-    table = report_markdown(results, rows, missing, prior_metric(models.get("iqpfr", "")))
+    table = report_markdown(results, rows, missing, prior_metric(models["iqpfr"]) if "iqpfr" in models else "niqe")
+    table += "\n".join([*sweep_markdown(results, rows), *paired_markdown(args.out, rows)]) + "\n"
     (args.out / "iqpfr.md").write_text(table)
     print(table)
 

@@ -26,6 +26,7 @@ from facemend.methods.registry import MODELS, resolve_model
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.quality_conditioning import QualityConditioningConfig, quality_bins
 from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
+from facemend.pipelines.benchmark import slug
 from facemend.pipelines.score import read_calibration
 from facemend.quality.prior import DEFAULT_SIZES, QualityPrior, QualityPriorConfig, calibrated_score, fit_calibration
 from facemend.training.config import load_train_config
@@ -449,10 +450,15 @@ def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
     assert model.transformer.head.out_features == 2 * 1024 and "quality" in out.logs
 
 
-def test_report_script_writes_one_table():
+def report_script():
     spec = importlib.util.spec_from_file_location("iqpfr_report", REPO / "scripts" / "iqpfr_report.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_report_script_writes_one_table():
+    script = report_script()
     models = {label: f"runs/{option}/fusion" for label, (option, _, _) in script.MODELS.items() if label != "daefr-q"}
     rows = script.report_rows(models, [0.0, 1.0])
     assert len(rows) == 2 * (len(script.SWEEP) + len(models))
@@ -464,3 +470,38 @@ def test_report_script_writes_one_table():
     assert "| heavy | sweep | iqpfr | 0.6 | 1 | " in table and "| medium | comparison | baseline | – | 0 |" in table
     assert "Not trained yet (left out): daefr-q" in table
     assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_report_script_checks_the_sweep_and_pairs_conditioned_with_unconditioned_models(tmp_path):
+    script = report_script()
+    models = {"baseline": "baseline", "baseline-q": "runs/bq/fusion", "iqpfr": "runs/iq/fusion"}
+    rows = script.report_rows(models, [0.0])
+    niqe = dict(zip(script.SWEEP, (6.0, 5.5, 5.6, 5.0, 4.5), strict=True))  # improves at 3 of the 4 steps
+    results = {}
+    for preset in script.PRESETS:
+        scores = {spec: {"niqe": 5.0, "brisque": 30.0} for spec, _ in rows}
+        for quality, value in niqe.items():
+            scores[script.spec_of(rows, "sweep", "iqpfr", f"{quality:g}", "0")] = {"niqe": value, "brisque": 30.0}
+        results[preset] = {"models": scores}
+    sweep = script.sweep_markdown(results, rows)
+    assert (
+        "- heavy, w = 0: NIQE improves at 3 of 4 steps (6.000 → 4.500); BRISQUE improves at 0 of 4 steps (30.000 → 30.000)"
+        in sweep
+    )
+    faces = {  # baseline-q is better than baseline on NIQE on 2 of 3 faces, by 0.2 on average
+        "baseline": [("a", 5.0), ("b", 6.0), ("c", 7.0)],
+        "runs/bq/fusion:fidelity=0,quality=1": [("a", 4.5), ("b", 5.9), ("c", 7.0)],
+    }
+    for preset in script.PRESETS:
+        for spec, _ in rows:
+            folder = tmp_path / preset / slug(spec)
+            folder.mkdir(parents=True, exist_ok=True)  # iqpfr at quality 1 is a sweep and a comparison row
+            values = faces.get(spec.removesuffix(":fidelity=0"), [("a", 5.0), ("b", 5.0), ("c", 5.0)])
+            lines = "".join(f"{stem},30.0,0.4,{value},,\n" for stem, value in values)
+            (folder / "metrics.csv").write_text("stem,psnr_y,idd,niqe,brisque,unused\n" + lines)
+    paired = [line for line in script.paired_markdown(tmp_path, rows) if line.startswith("| ")]
+    assert len(paired) == 1 + len(script.PRESETS) * 2  # header; per preset baseline-q − baseline, iqpfr 1 − 0.2
+    assert paired[1] == (
+        "| medium | 0 | baseline-q (q = 1) | baseline | +0.0000 ± 0.0000 (0/3) | +0.0000 ± 0.0000 (0/3) "
+        "| -0.2000 ± 0.1528 (2/3) | – |"
+    )

@@ -163,6 +163,30 @@ def summary_csv(summary: dict) -> str:
     return buffer.getvalue()
 
 
+def read_per_face(folder: Path) -> dict[str, dict[str, float | None]]:
+    """The per-face metrics `write_summary` left in `folder` (its metrics.csv): stem → metric → value (None where
+    the metric had none)."""
+    with (folder / "metrics.csv").open(newline="", encoding="utf-8") as file:
+        rows = csv.DictReader(file)
+        return {row.pop("stem"): {k: float(v) if v else None for k, v in row.items()} for row in rows}
+
+
+def paired_difference(row: dict[str, dict], base: dict[str, dict], key: str) -> str:
+    """`row` against `base` on the faces both measured with `key`: the mean difference ± its standard error, and
+    on how many faces `row` is better, e.g. `-0.1000 ± 0.0577 (2/3)`."""
+    diffs = [
+        row[stem][key] - base[stem][key]
+        for stem in base
+        if stem in row and row[stem][key] is not None and base[stem][key] is not None
+    ]
+    if len(diffs) < 2:
+        return "–"
+    mean = sum(diffs) / len(diffs)
+    error = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+    better = sum((d > 0) if key in HIGHER_IS_BETTER else (d < 0) for d in diffs)
+    return f"{mean:+.4f} ± {error:.4f} ({better}/{len(diffs)})"
+
+
 def write_summary(summary: dict, out: Path, title: str) -> list[Path]:
     """`metrics.json`, `metrics.csv`, `metrics.md` in `out`, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
