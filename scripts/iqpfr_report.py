@@ -31,13 +31,14 @@ PRESETS = ("medium", "heavy")
 KEYS = ("psnr_y", "ssim_y", "idd", "niqe", "brisque", "fd_dlib")
 COLUMNS = (*KEYS, "s_per_face")
 SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)
-MODELS = {  # comparison row → (option, default weights folder or registered model, quality-conditioned)
-    "baseline": ("baseline", "baseline", False),
-    "baseline-q": ("baseline-q", "runs/baseline-q-tiny/fusion", True),
-    "daefr": ("daefr", "daefr", False),
-    "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True),
-    "iqpfr": ("iqpfr", "runs/iqpfr-tiny/fusion", True),
-    "iqpfr without the HQ+ codebook": ("iqpfr-no-hqplus", "runs/iqpfr-tiny-ablation-no-hqplus/fusion", True),
+MODELS = {  # comparison row → (option, default weights folder or registered model, quality-conditioned, knobs)
+    "baseline": ("baseline", "baseline", False, ""),
+    "baseline-q": ("baseline-q", "runs/baseline-q-tiny/fusion", True, ""),
+    # daefr's default blends 85% of the input back in, which would hide what the conditioning changes
+    "daefr": ("daefr", "daefr", False, ",keep_input=0"),
+    "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True, ",keep_input=0"),
+    "iqpfr": ("iqpfr", "iqpfr", True, ""),
+    "iqpfr without the HQ+ codebook": ("iqpfr-no-hqplus", "runs/iqpfr-tiny-ablation-no-hqplus/fusion", True, ""),
 }
 PAIRS = {  # conditioned row → the unconditioned row it adds the quality prior to
     "baseline-q": "baseline",
@@ -56,9 +57,9 @@ def report_rows(models: dict[str, str], fidelities: list[float]) -> list[tuple[s
             for quality in SWEEP:
                 spec = f"{models['iqpfr']}:fidelity={w:g},quality={quality:g}"
                 rows.append((spec, ("sweep", "iqpfr", f"{quality:g}", f"{w:g}")))
-        for label, (_, _, conditioned) in MODELS.items():
+        for label, (_, _, conditioned, knobs) in MODELS.items():
             if label in models:
-                spec = f"{models[label]}:fidelity={w:g}" + (",quality=1" if conditioned else "")
+                spec = f"{models[label]}:fidelity={w:g}" + (",quality=1" if conditioned else "") + knobs
                 rows.append((spec, ("comparison", label, "1" if conditioned else "–", f"{w:g}")))
     return rows
 
@@ -156,14 +157,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="facemend-test: holds medium/ and heavy/")
     parser.add_argument("-o", "--out", type=Path, required=True)
-    for option, default, _ in MODELS.values():
+    for option, default, _, _ in MODELS.values():
         parser.add_argument(f"--{option}", default=default, help=f"weights folder or model name (default: {default})")
     parser.add_argument("--fidelity", default="0,1", help="comma-separated fidelities w to restore at")
     parser.add_argument("--limit", type=int, help="at most this many faces per preset (spread evenly)")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    chosen = {label: getattr(args, option.replace("-", "_")) for label, (option, _, _) in MODELS.items()}
+    chosen = {label: getattr(args, option.replace("-", "_")) for label, (option, _, _, _) in MODELS.items()}
     models = {label: where for label, where in chosen.items() if "/" not in where or Path(where).is_dir()}
     missing = {label: where for label, where in chosen.items() if label not in models}
     rows = report_rows(models, [float(w) for w in args.fidelity.split(",")])

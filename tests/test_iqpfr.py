@@ -429,7 +429,6 @@ def test_stage_errors_name_the_field(name, change, message, prepared_faces, tmp_
 
 def test_untrained_models_say_how_to_get_them():
     for name, config in (
-        ("iqpfr", "iqpfr-tiny"),
         ("iqpfr-base", "iqpfr-base"),
         ("baseline-q", "baseline-q-tiny"),
         ("daefr-q", "daefr-q-tiny"),
@@ -439,6 +438,17 @@ def test_untrained_models_say_how_to_get_them():
         with pytest.raises(FacemendError, match=rf"'{name}' has no bundled weights: train it .*configs/{config}.yaml"):
             resolve_model(name)
         assert (REPO / "configs" / f"{config}.yaml").is_file()
+
+
+def test_bundled_iqpfr_restores_and_its_quality_knob_steers_it():
+    restorer, knobs = resolve_model("iqpfr")
+    assert isinstance(restorer, IqpfrRestorer) and restorer.face_size == 128
+    assert knobs == {"fidelity": 1.0, "quality": 1.0}
+    assert not hasattr(restorer.model.tokenizer, "encoder")  # bundled without the training-only encoder
+    faces = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    top = restorer(faces, precision="fp32", fidelity=0.0)
+    assert (top - faces).abs().mean() > 0.01  # the model changes the face
+    assert (restorer(faces, precision="fp32", fidelity=0.0, quality=0.2) - top).abs().mean() > 1e-3
 
 
 def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
@@ -459,7 +469,7 @@ def report_script():
 
 def test_report_script_writes_one_table():
     script = report_script()
-    models = {label: f"runs/{option}/fusion" for label, (option, _, _) in script.MODELS.items() if label != "daefr-q"}
+    models = {label: f"runs/{option}/fusion" for label, (option, *_) in script.MODELS.items() if label != "daefr-q"}
     rows = script.report_rows(models, [0.0, 1.0])
     assert len(rows) == 2 * (len(script.SWEEP) + len(models))
     row = dict.fromkeys(script.COLUMNS, 0.5)
@@ -485,8 +495,8 @@ def test_report_script_checks_the_sweep_and_pairs_conditioned_with_unconditioned
         results[preset] = {"models": scores}
     sweep = script.sweep_markdown(results, rows)
     assert (
-        "- heavy, w = 0: NIQE improves at 3 of 4 steps (6.000 → 4.500); BRISQUE improves at 0 of 4 steps (30.000 → 30.000)"
-        in sweep
+        "- heavy, w = 0: NIQE improves at 3 of 4 steps (6.000 → 4.500); "
+        "BRISQUE improves at 0 of 4 steps (30.000 → 30.000)" in sweep
     )
     faces = {  # baseline-q is better than baseline on NIQE on 2 of 3 faces, by 0.2 on average
         "baseline": [("a", 5.0), ("b", 6.0), ("c", 7.0)],

@@ -117,11 +117,11 @@ MODELS: dict[str, ModelInfo] = {
             "fusion",
         ),
         _paper_scale("daefr", DaefrRestorer.knobs, "fusion"),
-        _not_trained_yet(
+        _tiny(
             "iqpfr",
+            IqpfrRestorer,
             "IQPFR: a quality-conditioned transformer predicts common and HQ+ codes (a dual codebook, HQ+ learned "
             "from the best-scoring faces), trained to raise a no-reference prior's score; `quality` sets the target",
-            IqpfrRestorer.knobs,
             "fusion",
         ),
         _paper_scale("iqpfr", IqpfrRestorer.knobs, "fusion"),
