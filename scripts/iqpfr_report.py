@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from itertools import pairwise
 from pathlib import Path
 
 from facemend.methods.registry import resolve_model
@@ -119,7 +120,7 @@ def sweep_markdown(results: dict[str, dict], rows: list[tuple[str, Row]]) -> lis
             cells = []
             for key in ("niqe", "brisque"):
                 values = [result["models"][spec][key] for spec in specs]
-                steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+                steps = [b - a for a, b in pairwise(values)]
                 improving = sum((d > 0) if key in HIGHER_IS_BETTER else (d < 0) for d in steps)
                 cells.append(
                     f"{LABELS[key]} improves at {improving} of {len(steps)} steps ({values[0]:.3f} → {values[-1]:.3f})"
