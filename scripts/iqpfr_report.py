@@ -7,8 +7,10 @@ table, OUT/iqpfr.md (each preset's full benchmark stays in OUT/<preset>/).
 
 Rows, per preset and fidelity w: the LQ input; the `quality` sweep of iqpfr (0.2, 0.4, 0.6, 0.8, 1.0), whose
 no-reference scores should rise with it; then the comparison at the default quality (1.0): baseline,
-baseline-q, daefr, daefr-q, iqpfr and iqpfr without the HQ+ codebook. A row whose weights folder does not exist
-yet is left out and named under the table. Columns: PSNR-Y, SSIM-Y, IDD, NIQE, BRISQUE, FD-dlib and seconds per
+baseline-q, daefr, daefr-q, iqpfr and iqpfr without the HQ+ codebook, daefr and iqpfr without their input blend
+(`keep_input=0`: it would hide what the model changes); last, iqpfr at its defaults, blend included, for the
+minimum bar (FD-dlib and IDD better than the LQ input). A row whose weights folder does not exist yet is left
+out and named under the table. Columns: PSNR-Y, SSIM-Y, IDD, NIQE, BRISQUE, FD-dlib and seconds per
 face (restoration only). A gain on the metric the quality prior is built from (iqpfr's config says which) does not
 count alone: the other no-reference metric and FD-dlib are the ones no model here was trained against. Under
 the table: whether each no-reference score improves at every step of the sweep, then each quality-conditioned
@@ -38,8 +40,13 @@ MODELS = {  # comparison row → (option, default weights folder or registered m
     # daefr's default blends 85% of the input back in, which would hide what the conditioning changes
     "daefr": ("daefr", "daefr", False, ",keep_input=0"),
     "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True, ",keep_input=0"),
-    "iqpfr": ("iqpfr", "iqpfr", True, ""),
-    "iqpfr without the HQ+ codebook": ("iqpfr-no-hqplus", "runs/iqpfr-tiny-ablation-no-hqplus/fusion", True, ""),
+    "iqpfr": ("iqpfr", "iqpfr", True, ",keep_input=0"),
+    "iqpfr without the HQ+ codebook": (
+        "iqpfr-no-hqplus",
+        "runs/iqpfr-tiny-ablation-no-hqplus/fusion",
+        True,
+        ",keep_input=0",
+    ),
 }
 PAIRS = {  # conditioned row → the unconditioned row it adds the quality prior to
     "baseline-q": "baseline",
@@ -56,12 +63,14 @@ def report_rows(models: dict[str, str], fidelities: list[float]) -> list[tuple[s
     for w in fidelities:
         if "iqpfr" in models:
             for quality in SWEEP:
-                spec = f"{models['iqpfr']}:fidelity={w:g},quality={quality:g}"
+                spec = f"{models['iqpfr']}:fidelity={w:g},quality={quality:g},keep_input=0"
                 rows.append((spec, ("sweep", "iqpfr", f"{quality:g}", f"{w:g}")))
         for label, (_, _, conditioned, knobs) in MODELS.items():
             if label in models:
                 spec = f"{models[label]}:fidelity={w:g}" + (",quality=1" if conditioned else "") + knobs
                 rows.append((spec, ("comparison", label, "1" if conditioned else "–", f"{w:g}")))
+    if "iqpfr" in models:  # the minimum bar: the model as users get it, its input blend included
+        rows.append((models["iqpfr"], ("bar", "iqpfr (defaults)", "1", "1")))
     return rows
 
 

@@ -1,8 +1,9 @@
 """Do the no-reference metrics rank damage correctly on 128-px faces? For N faces of a facemend-test folder: the
 HQ face, the HQ face blurred (Gaussian σ = 1 and 2 px), and its `medium` and `heavy` LQ faces, scored by NIQE and
-BRISQUE as the metric suite scores them (resized to 512 px, bicubic) and BRISQUE at the faces' own size. Prints,
-per metric, the mean of each version and the share of faces where the damaged version scores worse (higher)
-than the HQ face. Used to choose IQPFR's prior and to read the NIQE/BRISQUE columns of 128-px benchmarks.
+BRISQUE as the metric suite scores them (resized to 512 px, bicubic), NIQE at 256 px (2× for 128-px faces: near
+the least size NIQE takes, > 193 px) and BRISQUE at the faces' own size. Prints, per metric, the mean of each
+version and the share of faces where the damaged version scores worse (higher) than the HQ face. Used to choose
+IQPFR's prior and to read the NIQE/BRISQUE columns of 128-px benchmarks.
 
     python scripts/nr_metric_sanity.py data/facemend-test-128 --faces 200
 """
@@ -47,6 +48,7 @@ def main() -> None:
         versions[preset] = load([args.testset / preset / "lq" / path.name for path in hq_paths])
     metrics = {
         "NIQE @512": (NIQE().double(), 512),
+        "NIQE @256": (NIQE().double(), 256),
         "BRISQUE @512": (BRISQUE().double(), 512),
         "BRISQUE @own size": (BRISQUE().double(), None),
     }

@@ -18,6 +18,7 @@ from conftest import REPO
 from facemend.cli import main
 from facemend.config import ConfigError, build, to_dict
 from facemend.errors import FacemendError
+from facemend.methods.base import keep_input_knob
 from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
 from facemend.methods.daefr import DaefrConfig, DaefrModel
 from facemend.methods.iqpfr import IqpfrConfig, IqpfrModel, IqpfrRestorer
@@ -318,8 +319,9 @@ def weights_folder(tmp_path):
 
 def test_restorer_knobs_round_trip_without_the_training_only_encoder(weights_folder, tmp_path):
     restorer, knobs = resolve_model(f"{weights_folder}:quality=0.3,fidelity=0.5")
-    assert isinstance(restorer, IqpfrRestorer) and knobs == {"fidelity": 0.5, "quality": 0.3}
-    assert restorer.knobs == (FIDELITY, QUALITY) and QUALITY.default == 1.0
+    keep = IqpfrRestorer.default_keep_input
+    assert isinstance(restorer, IqpfrRestorer) and knobs == {"fidelity": 0.5, "quality": 0.3, "keep_input": keep}
+    assert restorer.knobs == (FIDELITY, QUALITY, keep_input_knob(keep)) and QUALITY.default == 1.0
     saved = IqpfrRestorer.inference_state(load_weights(weights_folder, "iqpfr").state_dict)
     assert not hasattr(restorer.model.tokenizer, "encoder")  # training-only: it gives the HQ faces' codes
     assert not any(key.startswith("tokenizer.encoder.") for key in saved) and "hqplus.codebook" in saved
@@ -433,7 +435,7 @@ def test_untrained_models_say_how_to_get_them():
         ("baseline-q", "baseline-q-tiny"),
         ("daefr-q", "daefr-q-tiny"),
     ):
-        blends = ["keep_input"] if name == "daefr-q" else []  # daefr's input blend comes with it
+        blends = [] if name == "baseline-q" else ["keep_input"]  # iqpfr's and daefr's input blends
         assert [knob.name for knob in MODELS[name].knobs] == ["fidelity", "quality", *blends]
         with pytest.raises(FacemendError, match=rf"'{name}' has no bundled weights: train it .*configs/{config}.yaml"):
             resolve_model(name)
@@ -443,12 +445,15 @@ def test_untrained_models_say_how_to_get_them():
 def test_bundled_iqpfr_restores_and_its_quality_knob_steers_it():
     restorer, knobs = resolve_model("iqpfr")
     assert isinstance(restorer, IqpfrRestorer) and restorer.face_size == 128
-    assert knobs == {"fidelity": 1.0, "quality": 1.0}
+    keep = IqpfrRestorer.default_keep_input
+    assert knobs == {"fidelity": 1.0, "quality": 1.0, "keep_input": keep}
     assert not hasattr(restorer.model.tokenizer, "encoder")  # bundled without the training-only encoder
     faces = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
-    top = restorer(faces, precision="fp32", fidelity=0.0)
+    top = restorer(faces, precision="fp32", fidelity=0.0, keep_input=0.0)
     assert (top - faces).abs().mean() > 0.01  # the model changes the face
-    assert (restorer(faces, precision="fp32", fidelity=0.0, quality=0.2) - top).abs().mean() > 1e-3
+    assert (restorer(faces, precision="fp32", fidelity=0.0, quality=0.2, keep_input=0.0) - top).abs().mean() > 1e-3
+    blended = restorer(faces, precision="fp32", fidelity=0.0)  # the default blend mixes the input back in
+    assert (blended - (keep * faces + (1 - keep) * top)).abs().mean() < 1e-3
 
 
 def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
@@ -471,7 +476,9 @@ def test_report_script_writes_one_table():
     script = report_script()
     models = {label: f"runs/{option}/fusion" for label, (option, *_) in script.MODELS.items() if label != "daefr-q"}
     rows = script.report_rows(models, [0.0, 1.0])
-    assert len(rows) == 2 * (len(script.SWEEP) + len(models))
+    assert len(rows) == 2 * (len(script.SWEEP) + len(models)) + 1  # + iqpfr at its defaults, for the bar
+    assert rows[-1] == (models["iqpfr"], ("bar", "iqpfr (defaults)", "1", "1"))
+    assert all("keep_input=0" in spec for spec, (section, *_) in rows if section == "sweep")
     row = dict.fromkeys(script.COLUMNS, 0.5)
     results = {preset: {"models": {"lq-input": row, **{s: row for s, _ in rows}}} for preset in script.PRESETS}
     table = script.report_markdown(results, rows, {"daefr-q": "runs/daefr-q-tiny/fusion"})

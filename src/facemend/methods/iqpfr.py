@@ -24,6 +24,9 @@
 - Discrete quality optimisation (loss `quality`): `training/recipes/iqpfr.py`.
 - Fidelity: the shared controllable fusion (CodeFormer's) of LQ encoder features into the decoder, trained last,
   as for the other lookup methods.
+- Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as daefr's), default
+  0.7: on facemend-val, the smallest share at which the bundled model beats the input on both IDD and FD-dlib
+  under both presets (0.6 missed medium FD-dlib; README, IQPFR section).
 - Restoring drops the common tokenizer's encoder (`IqpfrRestorer.training_only`), which only gives training the
   HQ faces' codes: bundled weights leave it out (tiny: 9.6 M parameters, 18.3 MiB in float16), and restorers
   report no code accuracy.
@@ -47,6 +50,7 @@ from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 
 KIND = "iqpfr"
 HQPLUS_WEIGHT = 0.8  # IQPIR: decoded features = 1 × common + 0.8 × HQ+
+DEFAULT_KEEP_INPUT = 0.7  # the input's share of the output (`blend_with_input`)
 
 
 @dataclass
@@ -137,7 +141,8 @@ class IqpfrRestorer(LookupRestorer):
     kind = KIND
     config_class = IqpfrConfig
     model_class = IqpfrModel
-    knobs = lookup_knobs(True)
+    default_keep_input = DEFAULT_KEEP_INPUT
+    knobs = lookup_knobs(True, DEFAULT_KEEP_INPUT)
     # The common tokenizer's encoder only gives training its HQ faces' codes (tiny: 1.0 M of 10.6 M parameters;
     # without it the bundled weights fit the 20 MiB limit).
     training_only = ("tokenizer.encoder",)
