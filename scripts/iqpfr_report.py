@@ -139,7 +139,8 @@ def sweep_markdown(results: dict[str, dict], rows: list[tuple[str, Row]]) -> lis
 
 
 def prior_metric(model: str) -> str:
-    """The metric of the quality prior that `model` (a weights folder or registered model) was trained with."""
+    """The metric of the quality prior that `model` (a quality-conditioned weights folder or registered model) was
+    trained with."""
     restorer, _ = resolve_model(model)
     return restorer.model.config.quality_conditioning.prior.metric
 
@@ -183,7 +184,10 @@ def main() -> None:
     for preset in PRESETS:
         results[preset] = run_benchmark(args.data / preset, specs, args.out / preset, args.batch_size, KEYS, args.limit)
     (args.out / "iqpfr.json").write_text(json.dumps({"rows": rows, "missing": missing, "results": results}, indent=1))
-    table = report_markdown(results, rows, missing, prior_metric(models["iqpfr"]) if "iqpfr" in models else "niqe")
+    # the prior's metric as iqpfr has it, else as the first quality-conditioned row present has it
+    conditioned = [label for label, (_, _, is_conditioned, _) in MODELS.items() if is_conditioned and label in models]
+    source = "iqpfr" if "iqpfr" in models else next(iter(conditioned), None)
+    table = report_markdown(results, rows, missing, prior_metric(models[source]) if source else "niqe")
     table += "\n".join([*sweep_markdown(results, rows), *paired_markdown(args.out, rows)]) + "\n"
     (args.out / "iqpfr.md").write_text(table)
     print(table)
