@@ -37,7 +37,7 @@ SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)
 MODELS = {  # comparison row → (option, default weights folder or registered model, quality-conditioned, knobs)
     "baseline": ("baseline", "baseline", False, ""),
     "baseline-q": ("baseline-q", "runs/baseline-q-tiny/fusion", True, ""),
-    # daefr's default blends 85% of the input back in, which would hide what the conditioning changes
+    # daefr's and iqpfr's defaults blend the input back in, which would hide what the models change
     "daefr": ("daefr", "daefr", False, ",keep_input=0"),
     "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True, ",keep_input=0"),
     "iqpfr": ("iqpfr", "iqpfr", True, ",keep_input=0"),
@@ -63,7 +63,7 @@ def report_rows(models: dict[str, str], fidelities: list[float]) -> list[tuple[s
     for w in fidelities:
         if "iqpfr" in models:
             for quality in SWEEP:
-                spec = f"{models['iqpfr']}:fidelity={w:g},quality={quality:g},keep_input=0"
+                spec = f"{models['iqpfr']}:fidelity={w:g},quality={quality:g}" + MODELS["iqpfr"][3]
                 rows.append((spec, ("sweep", "iqpfr", f"{quality:g}", f"{w:g}")))
         for label, (_, _, conditioned, knobs) in MODELS.items():
             if label in models:
@@ -185,8 +185,7 @@ def main() -> None:
         results[preset] = run_benchmark(args.data / preset, specs, args.out / preset, args.batch_size, KEYS, args.limit)
     (args.out / "iqpfr.json").write_text(json.dumps({"rows": rows, "missing": missing, "results": results}, indent=1))
     # the prior's metric as iqpfr has it, else as the first quality-conditioned row present has it
-    conditioned = [label for label, (_, _, is_conditioned, _) in MODELS.items() if is_conditioned and label in models]
-    source = "iqpfr" if "iqpfr" in models else next(iter(conditioned), None)
+    source = next((label for label in ("iqpfr", *MODELS) if label in models and MODELS[label][2]), None)
     table = report_markdown(results, rows, missing, prior_metric(models[source]) if source else "niqe")
     table += "\n".join([*sweep_markdown(results, rows), *paired_markdown(args.out, rows)]) + "\n"
     (args.out / "iqpfr.md").write_text(table)
