@@ -14,8 +14,9 @@ out and named under the table. Columns: PSNR-Y, SSIM-Y, IDD, NIQE, BRISQUE, FD-d
 face (restoration only). A gain on the metric the quality prior is built from (iqpfr's config says which) does not
 count alone: the other no-reference metric and FD-dlib are the ones no model here was trained against. Under
 the table: whether each no-reference score improves at every step of the sweep, then each quality-conditioned
-model against its unconditioned one (baseline-q − baseline, daefr-q − daefr) and iqpfr at quality 1 against
-0.2, face by face: mean paired difference of PSNR-Y, IDD, NIQE and BRISQUE with its standard error.
+model against its unconditioned one (baseline-q − baseline, daefr-q − daefr), iqpfr against its ablation without
+the HQ+ codebook and iqpfr at quality 1 against 0.2, face by face: mean paired difference of PSNR-Y, IDD, NIQE
+and BRISQUE with its standard error.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ MODELS = {  # comparison row → (option, default weights folder or registered m
         ",keep_input=0",
     ),
 }
-PAIRS = {  # conditioned row → the unconditioned row it adds the quality prior to
+PAIRS = {  # row → the row it is compared with face by face: what the quality prior adds, what the HQ+ codebook adds
     "baseline-q": "baseline",
     "daefr-q": "daefr",
+    "iqpfr": "iqpfr without the HQ+ codebook",
 }
 PAIRED = ("psnr_y", "idd", "niqe", "brisque")
 Row = tuple[str, str, str, str]  # (section, label, quality, fidelity) as shown
@@ -68,10 +70,15 @@ def report_rows(models: dict[str, str], fidelities: list[float]) -> list[tuple[s
         for label, (_, _, conditioned, knobs) in MODELS.items():
             if label in models:
                 spec = f"{models[label]}:fidelity={w:g}" + (",quality=1" if conditioned else "") + knobs
-                rows.append((spec, ("comparison", label, "1" if conditioned else "–", f"{w:g}")))
+                rows.append((spec, ("comparison", label, quality_shown(label), f"{w:g}")))
     if "iqpfr" in models:  # the minimum bar: the model as users get it, its input blend included
         rows.append((models["iqpfr"], ("bar", "iqpfr (defaults)", "1", "1")))
     return rows
+
+
+def quality_shown(label: str) -> str:
+    """The quality column of comparison row `label`: 1 for a quality-conditioned model, else a dash."""
+    return "1" if MODELS[label][2] else "–"
 
 
 def spec_of(rows: list[tuple[str, Row]], section: str, label: str, quality: str, fidelity: str) -> str | None:
@@ -79,8 +86,9 @@ def spec_of(rows: list[tuple[str, Row]], section: str, label: str, quality: str,
 
 
 def paired_markdown(out: Path, rows: list[tuple[str, Row]]) -> list[str]:
-    """Each quality-conditioned model against its unconditioned one, and iqpfr at quality 1 against 0.2, face by
-    face on the same faces (mean difference ± standard error; faces on which the first is better)."""
+    """Each quality-conditioned model against its unconditioned one, iqpfr against its ablation without the HQ+
+    codebook and iqpfr at quality 1 against 0.2, face by face on the same faces (mean difference ± standard error;
+    faces on which the first is better)."""
     lines = [
         "",
         "Face by face (first − second: mean ± standard error; faces on which the first is better):",
@@ -93,10 +101,10 @@ def paired_markdown(out: Path, rows: list[tuple[str, Row]]) -> list[str]:
         for w in fidelities:
             pairs = [
                 (
-                    f"{first} (q = 1)",
-                    spec_of(rows, "comparison", first, "1", w),
-                    second,
-                    spec_of(rows, "comparison", second, "–", w),
+                    first + (" (q = 1)" if MODELS[first][2] else ""),
+                    spec_of(rows, "comparison", first, quality_shown(first), w),
+                    second + (" (q = 1)" if MODELS[second][2] else ""),
+                    spec_of(rows, "comparison", second, quality_shown(second), w),
                 )
                 for first, second in PAIRS.items()
             ]

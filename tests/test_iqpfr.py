@@ -491,7 +491,8 @@ def test_report_script_writes_one_table():
 
 def test_report_script_checks_the_sweep_and_pairs_conditioned_with_unconditioned_models(tmp_path):
     script = report_script()
-    models = {"baseline": "baseline", "baseline-q": "runs/bq/fusion", "iqpfr": "runs/iq/fusion"}
+    ablation = "iqpfr without the HQ+ codebook"
+    models = {"baseline": "baseline", "baseline-q": "runs/bq/fusion", "iqpfr": "runs/iq/fusion", ablation: "runs/nh"}
     rows = script.report_rows(models, [0.0])
     niqe = dict(zip(script.SWEEP, (6.0, 5.5, 5.6, 5.0, 4.5), strict=True))  # improves at 3 of the 4 steps
     results = {}
@@ -517,7 +518,9 @@ def test_report_script_checks_the_sweep_and_pairs_conditioned_with_unconditioned
             lines = "".join(f"{stem},30.0,0.4,{value},,\n" for stem, value in values)
             (folder / "metrics.csv").write_text("stem,psnr_y,idd,niqe,brisque,unused\n" + lines)
     paired = [line for line in script.paired_markdown(tmp_path, rows) if line.startswith("| ")]
-    assert len(paired) == 1 + len(script.PRESETS) * 2  # header; per preset baseline-q − baseline, iqpfr 1 − 0.2
+    # header; per preset: baseline-q − baseline, iqpfr − its ablation, iqpfr at quality 1 − 0.2
+    assert len(paired) == 1 + len(script.PRESETS) * 3
+    assert paired[2].startswith(f"| medium | 0 | iqpfr (q = 1) | {ablation} (q = 1) | +0.0000")
     assert paired[1] == (
         "| medium | 0 | baseline-q (q = 1) | baseline | +0.0000 ± 0.0000 (0/3) | +0.0000 ± 0.0000 (0/3) "
         "| -0.2000 ± 0.1528 (2/3) | – |"
