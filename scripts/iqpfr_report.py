@@ -35,16 +35,18 @@ PRESETS = ("medium", "heavy")
 KEYS = ("psnr_y", "ssim_y", "idd", "niqe", "brisque", "fd_dlib")
 COLUMNS = (*KEYS, "s_per_face")
 SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)
-MODELS = {  # comparison row → (option, default weights folder or registered model, quality-conditioned, knobs)
+# comparison row → (option, default weights folder or registered model, quality-conditioned, knobs); the committed
+# fp16 snapshots where a model has no bundled weights (daefr-q's, 26 MB in fp16, stay in runs/)
+MODELS = {
     "baseline": ("baseline", "baseline", False, ""),
-    "baseline-q": ("baseline-q", "runs/baseline-q-tiny/fusion", True, ""),
+    "baseline-q": ("baseline-q", "snapshots/baseline-q-tiny-fusion", True, ""),
     # daefr's and iqpfr's defaults blend the input back in, which would hide what the models change
     "daefr": ("daefr", "daefr", False, ",keep_input=0"),
     "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True, ",keep_input=0"),
     "iqpfr": ("iqpfr", "iqpfr", True, ",keep_input=0"),
     "iqpfr without the HQ+ codebook": (
         "iqpfr-no-hqplus",
-        "runs/iqpfr-tiny-ablation-no-hqplus/fusion",
+        "snapshots/iqpfr-tiny-ablation-no-hqplus-fusion",
         True,
         ",keep_input=0",
     ),
