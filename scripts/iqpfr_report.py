@@ -87,6 +87,12 @@ def spec_of(rows: list[tuple[str, Row]], section: str, label: str, quality: str,
     return next((spec for spec, row in rows if row == (section, label, quality, fidelity)), None)
 
 
+def paired_side(rows: list[tuple[str, Row]], label: str, fidelity: str) -> tuple[str, str | None]:
+    """(name as shown, benchmark spec) of comparison row `label` at `fidelity`, one side of a face-by-face pair."""
+    name = label + (" (q = 1)" if MODELS[label][2] else "")
+    return name, spec_of(rows, "comparison", label, quality_shown(label), fidelity)
+
+
 def paired_markdown(out: Path, rows: list[tuple[str, Row]]) -> list[str]:
     """Each quality-conditioned model against its unconditioned one, iqpfr against its ablation without the HQ+
     codebook and iqpfr at quality 1 against 0.2, face by face on the same faces (mean difference ± standard error;
@@ -101,15 +107,7 @@ def paired_markdown(out: Path, rows: list[tuple[str, Row]]) -> list[str]:
     fidelities = list(dict.fromkeys(row[3] for _, row in rows))
     for preset in PRESETS:
         for w in fidelities:
-            pairs = [
-                (
-                    first + (" (q = 1)" if MODELS[first][2] else ""),
-                    spec_of(rows, "comparison", first, quality_shown(first), w),
-                    second + (" (q = 1)" if MODELS[second][2] else ""),
-                    spec_of(rows, "comparison", second, quality_shown(second), w),
-                )
-                for first, second in PAIRS.items()
-            ]
+            pairs = [(*paired_side(rows, first, w), *paired_side(rows, second, w)) for first, second in PAIRS.items()]
             pairs.append(
                 (
                     "iqpfr, q = 1",
