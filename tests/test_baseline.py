@@ -97,12 +97,11 @@ def test_paper_scale_model_without_weights_says_how_to_get_them():
         resolve_model("baseline-base")
 
 
-def test_bundled_baseline_is_the_default_and_fidelity_trades_pixels_for_the_prior(astronaut_face):
+def test_bundled_baseline_fidelity_trades_pixels_for_the_prior(astronaut_face):
     from facemend.data.degradation import PRESETS, degrade, image_rng, sample_params
-    from facemend.methods.registry import DEFAULT_MODEL, load_restorer
+    from facemend.methods.registry import load_restorer
     from facemend.metrics.pixel import psnr
 
-    assert DEFAULT_MODEL == "baseline"
     restorer = load_restorer("baseline")
     assert restorer.face_size == 128
     rng = image_rng(0, "astronaut")

@@ -13,8 +13,10 @@ from PIL import Image
 import facemend
 from facemend.cli import main
 from facemend.errors import FacemendError
-from facemend.methods.registry import DEFAULT_MODEL, load_restorer
+from facemend.methods.registry import load_restorer
 from facemend.runtime import cache_dir, runtime_precision, with_runtime
+
+FIDELITY_MODEL = "baseline"  # a model with the fidelity fusion: its graph takes w as an input
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def cached_export(tmp_path_factory) -> tuple[Path, list[str]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FACEMEND_CACHE", str(cache))
         messages: list[str] = []
-        with_runtime(load_restorer(DEFAULT_MODEL), "onnx", report=messages.append)
+        with_runtime(load_restorer(FIDELITY_MODEL), "onnx", report=messages.append)
         files = list((cache_dir() / "onnx").glob("*.onnx"))
     assert len(files) == 1
     return files[0], messages
@@ -45,7 +47,7 @@ def test_onnx_matches_pytorch_at_every_fidelity_in_one_graph(cached_export, face
     assert [node.name for node in graph.input] == ["faces", "fidelity"]  # the knob is an input, not a constant
     assert not graph.initializer or "fidelity" not in {tensor.name for tensor in graph.initializer}
 
-    restorer = load_restorer(DEFAULT_MODEL)
+    restorer = load_restorer(FIDELITY_MODEL)
     onnx_restorer = with_runtime(restorer, "onnx", onnx_path=path)
     outputs = {}
     for fidelity in (0.0, 0.5, 1.0):
@@ -66,20 +68,20 @@ def test_cached_export_is_reused(cached_export, monkeypatch):
     monkeypatch.setenv("FACEMEND_CACHE", str(path.parents[1]))
     modified = path.stat().st_mtime_ns
     messages: list[str] = []
-    with_runtime(load_restorer(DEFAULT_MODEL), "onnx", report=messages.append)
+    with_runtime(load_restorer(FIDELITY_MODEL), "onnx", report=messages.append)
     assert messages == [] and path.stat().st_mtime_ns == modified
 
 
 def test_export_cli_then_restore_with_onnxruntime(tmp_path, cached_export, astronaut_face, capsys):
     exported = tmp_path / "model.onnx"
-    assert main(["export", "--model", DEFAULT_MODEL, "-o", str(exported)]) == 0
+    assert main(["export", "--model", FIDELITY_MODEL, "-o", str(exported)]) == 0
     assert "network 'restore', inputs (batch first): faces (3, 128, 128), fidelity ()" in capsys.readouterr().err
     assert exported.stat().st_size > 1_000_000 and not list(tmp_path.glob(".*tmp"))  # one file, no leftovers
 
     crops = tmp_path / "crops"
     crops.mkdir()
     Image.fromarray(astronaut_face).save(crops / "face.png")
-    common = [str(crops), "--aligned", "--quiet", "--fidelity", "0.7"]
+    common = [str(crops), "--aligned", "--quiet", "--model", FIDELITY_MODEL, "--fidelity", "0.7"]
     assert main(["restore", *common, "-o", str(tmp_path / "onnx"), "--runtime", "onnx", "--onnx", str(exported)]) == 0
     assert main(["restore", *common, "-o", str(tmp_path / "torch"), "--precision", "fp32"]) == 0
     with_onnx = np.asarray(Image.open(tmp_path / "onnx" / "face.png"), dtype=int)
@@ -116,9 +118,9 @@ def test_export_and_runtime_errors(tmp_path, capsys):
         runtime_precision("onnx", "bf16")
     assert runtime_precision("onnx", "auto") == "fp32" and runtime_precision("torch", "bf16") == "bf16"
     with pytest.raises(FacemendError, match="only used with the onnx runtime"):
-        with_runtime(load_restorer(DEFAULT_MODEL), "torch", onnx_path=corrupt)
+        with_runtime(load_restorer(FIDELITY_MODEL), "torch", onnx_path=corrupt)
     with pytest.raises(FacemendError, match="runtime must be one of"):
-        with_runtime(load_restorer(DEFAULT_MODEL), "tensorrt")
+        with_runtime(load_restorer(FIDELITY_MODEL), "tensorrt")
 
 
 def test_a_sampler_exports_its_networks_and_keeps_its_loop(tmp_path):

@@ -28,6 +28,8 @@ from facemend.web.app import create_app
 from facemend.web.limits import Limits
 from facemend.web.server import LOOPBACK_NAMES, is_loopback
 
+FIDELITY_MODEL = "baseline"  # a model with a `fidelity` knob, for the knob-handling tests
+
 ASTRONAUT = EXAMPLES / "astronaut_heavy.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -78,7 +80,8 @@ def client() -> TestClient:
 @pytest.fixture(scope="module")
 def astronaut_result(client) -> dict:
     """The answer to one restore of the example photo (fidelity 0.5), shared by the tests that read it."""
-    response = post_photos(client, [(ASTRONAUT.name, ASTRONAUT.read_bytes())], knobs=json.dumps({"fidelity": 0.5}))
+    photos = [(ASTRONAUT.name, ASTRONAUT.read_bytes())]
+    response = post_photos(client, photos, model=FIDELITY_MODEL, knobs=json.dumps({"fidelity": 0.5}))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -114,7 +117,7 @@ def test_limits_are_published(client):
 
 
 def test_restore_finds_the_face_and_returns_a_png_of_the_input_size(astronaut_result):
-    assert astronaut_result["model"] == DEFAULT_MODEL and astronaut_result["knobs"] == {"fidelity": 0.5}
+    assert astronaut_result["model"] == FIDELITY_MODEL and astronaut_result["knobs"] == {"fidelity": 0.5}
     (photo,) = astronaut_result["photos"]
     assert photo["name"] == ASTRONAUT.name and photo["faces"] == 1 and photo["warnings"] == []
     restored = from_data_url(photo["restored"])
@@ -152,10 +155,10 @@ def test_a_request_without_photos_is_refused(client):
 @pytest.mark.parametrize(
     ("model", "knobs", "status", "message"),
     [
-        (DEFAULT_MODEL, '{"fidelity": 3}', 422, "knob 'fidelity' must be in [0.0, 1.0], got 3.0"),
-        (DEFAULT_MODEL, '{"steps": 8}', 422, f"model '{DEFAULT_MODEL}' has no knob 'steps'; its knobs: fidelity"),
-        (DEFAULT_MODEL, '{"fidelity": true}', 422, "knob 'fidelity' takes a float, got 'True'"),
-        (f"{DEFAULT_MODEL}:fidelity=2", "", 422, "knob 'fidelity' must be in [0.0, 1.0], got 2.0"),
+        (FIDELITY_MODEL, '{"fidelity": 3}', 422, "knob 'fidelity' must be in [0.0, 1.0], got 3.0"),
+        (FIDELITY_MODEL, '{"steps": 8}', 422, f"model '{FIDELITY_MODEL}' has no knob 'steps'; its knobs: fidelity"),
+        (FIDELITY_MODEL, '{"fidelity": true}', 422, "knob 'fidelity' takes a float, got 'True'"),
+        (f"{FIDELITY_MODEL}:fidelity=2", "", 422, "knob 'fidelity' must be in [0.0, 1.0], got 2.0"),
         (DEFAULT_MODEL, "[0.5]", 400, "knobs must be a JSON object"),
         ("no-such-model", "", 422, "unknown model 'no-such-model'; available: "),
         ("src/facemend/bundled", "", 422, "unknown model 'src/facemend/bundled'"),  # no folders from the server
@@ -235,7 +238,8 @@ def test_concurrent_requests_each_get_their_own_result(live_server, astronaut_re
         files = [("files", photo) for photo in requests[index]]
         knobs = json.dumps({"fidelity": 0.5})
         start.wait()
-        response = httpx.post(f"{live_server}/api/restore", files=files, data={"knobs": knobs}, timeout=120)
+        fields = {"model": FIDELITY_MODEL, "knobs": knobs}
+        response = httpx.post(f"{live_server}/api/restore", files=files, data=fields, timeout=120)
         answers[index] = response.json()
 
     threads = [threading.Thread(target=post, args=(index,)) for index in range(len(requests))]
@@ -319,13 +323,13 @@ def test_the_page_restores_a_photo_in_a_real_browser(live_server, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
             page.goto(live_server)
-            page.wait_for_selector("#knob-fidelity")  # the controls come from /api/models
+            page.wait_for_selector("#knob-keep_input")  # the default model's controls come from /api/models
             assert page.input_value("#model-select") == DEFAULT_MODEL
             page.set_input_files("#file-input", str(ASTRONAUT))
-            page.fill("#knob-fidelity", "0.5")
+            page.fill("#knob-keep_input", "0.5")
             with page.expect_response("**/api/restore", timeout=120_000) as answer:
                 page.click("#restore-button")
-            assert answer.value.ok and answer.value.json()["knobs"] == {"fidelity": 0.5}
+            assert answer.value.ok and answer.value.json()["knobs"] == {"keep_input": 0.5}
 
             for selector in PAGE_IMAGES:
                 page.wait_for_function(IMAGE_LOADED, arg=selector, timeout=30_000)

@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image
 
 from facemend.data.io import photo_from_array, photo_to_array, photo_to_pil, read_image
+from facemend.faces.detection import DEFAULT_DETECTOR
 from facemend.methods.base import Restorer
 from facemend.methods.registry import DEFAULT_MODEL, resolve_model
-from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+from facemend.pipelines.photo import FaceOptions, PhotoPipeline, parse_strength
 from facemend.runtime import runtime_precision, with_runtime
 
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
@@ -22,10 +23,11 @@ def restore(
     model: str | Restorer = DEFAULT_MODEL,
     *,
     aligned: bool = False,
-    detector: str = "hog",
+    detector: str = DEFAULT_DETECTOR,
     only_center_face: bool = False,
     min_face_size: int = 32,
     upscale: int = 1,
+    strength: float | str = "auto",
     precision: str = "auto",
     runtime: str = "torch",
     **knobs: float | int,
@@ -36,13 +38,16 @@ def restore(
     or a path; the result has the same type and layout (a PIL image for a path). `model` is a spec such as
     `"classical:fidelity=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `fidelity=0.7`). `precision`:
     `"fp32"`, `"bf16"` or `"auto"` (bf16 where the CPU computes it natively). `runtime`: `"torch"`, or `"onnx"`
-    (onnxruntime in fp32, on the network's cached ONNX export, made on first use).
+    (onnxruntime in fp32, on the network's cached ONNX export, made on first use). `strength`: the share of the
+    model's change applied to each face, in [0, 1], or `"auto"` (by how damaged each face is).
     A photo without a face comes back unchanged.
     """
     restorer, resolved = resolve_model(model, **knobs)
     precision = runtime_precision(runtime, precision)
     restorer = with_runtime(restorer, runtime)
-    options = FaceOptions(detector, only_center_face, min_face_size, aligned, upscale)
+    options = FaceOptions(
+        detector, only_center_face, min_face_size, aligned, upscale, strength=parse_strength(strength)
+    )
     pipeline = PhotoPipeline(restorer, resolved, options, precision=precision)
     photo = read_image(image) if isinstance(image, str | Path) else photo_from_array(image)
     restored, _ = pipeline(photo)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facemend.errors import FacemendError
 from facemend.precision import PRECISIONS
 from facemend.runtime import RUNTIMES
+
+if TYPE_CHECKING:  # imported when used: --engine ray needs the `cluster` extra
+    from facemend.pipelines.cluster import ClusterOptions
+    from facemend.pipelines.files import RunSummary
+    from facemend.pipelines.photo import PhotoPipeline
 
 PRECISION_HELP = "network arithmetic: auto = bf16 where the CPU has native bf16 (AVX512-BF16 / AMX), else fp32"
 KNOB_FLAGS = {
@@ -32,11 +38,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from facemend.data.video import VIDEO_SUFFIXES, is_video
     from facemend.methods.registry import resolve_model
     from facemend.pipelines.files import restore_files
-    from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+    from facemend.pipelines.photo import FaceOptions, PhotoPipeline, parse_strength
     from facemend.pipelines.video import restore_videos
     from facemend.runtime import runtime_precision, with_runtime
 
     check_workers(args.workers)
+    cluster = _cluster_options(args)  # before any work: a missing extra or a bad flag stops the run here
+    if args.detect_every < 1:
+        raise FacemendError(f"--detect-every must be >= 1, got {args.detect_every}")
     knobs = {name: getattr(args, name) for name in KNOB_FLAGS if getattr(args, name) is not None}
     restorer, knobs = resolve_model(args.model, **knobs)
     precision = runtime_precision(args.runtime, args.precision)
@@ -47,6 +56,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         min_face_size=args.min_face_size,
         aligned=args.aligned,
         upscale=args.upscale,
+        strength=parse_strength(args.strength),
     )
     pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch, precision=precision)
     paths = list_images(args.inputs, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
@@ -57,25 +67,52 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise FacemendError(f"{outdir}: output exists and is not a folder")
     photos = [path for path in paths if not is_video(path)]
     videos = [path for path in paths if is_video(path)]
+    if videos and cluster is not None:
+        raise FacemendError("--engine ray restores photos: restore videos with --engine local")
     failures = 0
     if photos:
-        summary = restore_files(
-            pipeline,
-            photos,
-            outdir,
-            args.save_faces,
-            args.skip_no_face,
-            report=_report,
-            progress=not args.quiet,
-            workers=args.workers,
-        )
+        if cluster is not None:
+            summary = _restore_on_ray(args, pipeline, photos, outdir, cluster)
+        else:
+            summary = restore_files(
+                pipeline,
+                photos,
+                outdir,
+                args.save_faces,
+                args.skip_no_face,
+                report=_report,
+                progress=not args.quiet,
+                workers=args.workers,
+            )
         print(summary.line(), file=sys.stderr)
         failures += len(summary.failures)
     if videos:  # --save-faces and --skip-no-face are for photos: every frame of a video is written
-        video_summary = restore_videos(pipeline, videos, outdir, report=_report, progress=not args.quiet)
+        video_summary = restore_videos(
+            pipeline, videos, outdir, report=_report, progress=not args.quiet, detect_every=args.detect_every
+        )
         print(video_summary.line(), file=sys.stderr)
         failures += len(video_summary.failures)
     return 1 if failures else 0
+
+
+def _cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
+    if args.engine != "ray":
+        return None
+    from facemend.pipelines.cluster import ClusterOptions, import_ray
+
+    import_ray()
+    return ClusterOptions(args.address, args.num_workers, args.restore_workers, args.worker_cpus)
+
+
+def _restore_on_ray(
+    args: argparse.Namespace, pipeline: PhotoPipeline, photos: list[Path], outdir: Path, cluster: ClusterOptions
+) -> RunSummary:
+    from facemend.pipelines.cluster import RestoreRecipe, restore_files_on_ray
+
+    recipe = RestoreRecipe.of(pipeline, args.model, args.runtime, args.onnx)
+    return restore_files_on_ray(
+        recipe, photos, outdir, cluster, args.save_faces, args.skip_no_face, report=_report, progress=not args.quiet
+    )
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
@@ -210,6 +247,20 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark_noharm(args: argparse.Namespace) -> int:
+    from facemend.methods.registry import split_specs
+    from facemend.pipelines.noharm import run_noharm
+    from facemend.pipelines.photo import parse_strength
+
+    models = split_specs(args.models) if args.models else None
+    sets = [name.strip() for name in args.sets.split(",")] if args.sets else None
+    strength = parse_strength(args.strength)
+    degraded = (args.degraded, args.degraded_limit)
+    run_noharm(args.data, args.output, models, sets, args.limit, *degraded, args.batch, strength=strength)
+    print(f"wrote {Path(args.output) / 'noharm.md'}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from facemend.methods.registry import ModelSpec, load_restorer
     from facemend.runtime import export_onnx
@@ -254,8 +305,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from facemend import __version__
     from facemend.data.degradation import PRESETS
-    from facemend.faces.detection import DETECTORS
+    from facemend.faces.detection import DEFAULT_DETECTOR, DETECTORS
     from facemend.methods.registry import DEFAULT_MODEL
+    from facemend.pipelines.video import DETECT_EVERY
     from facemend.web.limits import MB, Limits
 
     parser = argparse.ArgumentParser(prog="facemend", description="Restore faces in real, degraded photos.")
@@ -267,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     restore.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help="NAME[:knob=value,...]")
     restore.add_argument("--aligned", action="store_true", help="inputs are aligned face crops (any size)")
-    restore.add_argument("--detector", choices=DETECTORS, default="hog")
+    restore.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR)
     restore.add_argument("--only-center-face", action="store_true", help="restore only the most central face")
     restore.add_argument(
         "--min-face-size",
@@ -277,19 +329,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave faces smaller than this (detector box side) as they are",
     )
     restore.add_argument("--upscale", type=int, default=1, metavar="K", help="output K times the input size")
+    restore.add_argument(
+        "--detect-every",
+        type=int,
+        default=DETECT_EVERY,
+        metavar="N",
+        help="videos: detect faces on every N-th frame, follow them by optical flow in between (1: every frame)",
+    )
+    restore.add_argument(
+        "--strength",
+        default="auto",
+        metavar="auto|S",
+        help="share of the model's change applied to each face, in [0, 1]; auto (default): by how damaged it is",
+    )
     restore.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
     restore.add_argument(
         "--workers", type=int, default=1, metavar="N", help="processes reading photos and finding faces (photos)"
     )
     restore.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     restore.add_argument("--runtime", choices=RUNTIMES, default="torch", help="what runs the network (onnx: fp32)")
+    cluster = restore.add_argument_group("cluster (--engine ray, photos only; docs/cluster.md)")
+    cluster.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: a Ray cluster, resumably")
+    cluster.add_argument("--address", metavar="ADDR", help="auto, HOST:PORT or ray://HOST:PORT (default: one here)")
+    cluster.add_argument("--num-workers", type=int, metavar="N", help="actors finding faces (default: CPUs less one)")
+    cluster.add_argument("--restore-workers", type=int, default=1, metavar="M", help="actors restoring (1 model each)")
+    cluster.add_argument("--worker-cpus", type=float, default=1.0, metavar="C", help="CPUs each actor reserves")
     restore.add_argument(
         "--onnx", metavar="PATH", help="with --runtime onnx: this ONNX file (exported there if missing), not the cache"
     )
     restore.add_argument(
         "--save-faces",
         action="store_true",
-        help="also write the aligned crops to cropped_faces/ and restored_faces/",
+        help="also write the aligned crops to cropped_faces/ and restored_faces/ (+ each face's strength as JSON)",
     )
     restore.add_argument("--skip-no-face", action="store_true", help="do not write photos without a face")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar (warnings and errors still shown)")
@@ -389,6 +460,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(run=cmd_benchmark)
+
+    noharm = commands.add_parser(
+        "benchmark-noharm", help="does restoring harm sharp faces, and does it keep its gains on degraded ones"
+    )
+    noharm.add_argument("--data", default="../shared/data", metavar="DIR", help="the shared face data folder")
+    noharm.add_argument("--models", metavar="SPECS", help="comma-separated specs (default: every bundled model)")
+    noharm.add_argument("--sets", metavar="NAMES", help="comma-separated photo sets (default: all)")
+    noharm.add_argument("--limit", type=int, metavar="N", help="at most N photos per set, spread evenly")
+    noharm.add_argument(
+        "--degraded", nargs="*", default=[], metavar="DIR", help="facemend-test preset folders (lq/ + hq/)"
+    )
+    noharm.add_argument("--degraded-limit", type=int, metavar="N", help="at most N faces per degraded folder")
+    noharm.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    noharm.add_argument("--strength", default="auto", metavar="auto|S", help="the defaults' strength (photo sets)")
+    noharm.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    noharm.set_defaults(run=cmd_benchmark_noharm)
 
     training = commands.add_parser("train", help="train a model from a YAML config (stages run in order)")
     training.add_argument("config", help="training config, e.g. configs/tokenizer-tiny.yaml")

@@ -1,4 +1,4 @@
-"""Weight folders: `config.json` + `model.safetensors` (DESIGN.md Contracts), and the registry of the weights
+"""Weight folders: `config.json` + `model.safetensors` (docs/design.md, Contracts), and the registry of the weights
 bundled with the package, each file pinned by its sha256.
 
 `config.json` = {"kind": what the weights are ("tokenizer", "baseline", …), "config": the model config that

@@ -1,6 +1,7 @@
-"""Face detectors: dlib HOG (default), dlib CNN (MMOD) and OpenCV Haar, all returning `FaceBox`es in the
-coordinates of the image they were given.
+"""Face detectors: YuNet (default: learned, box + 5 landmarks), dlib HOG, dlib CNN (MMOD) and OpenCV Haar, all
+returning `Detection`s in the coordinates of the image they were given, cleaned of empty boxes and near-duplicates.
 
+`yunet` (see `facemend.faces.yunet`) gives each face its 5 landmarks, so no landmark model runs after it.
 `hog` is a cascade tuned for degraded photos at CPU cost: HOG boxes it is unsure of are kept only if dlib's
 CNN, run on the box's neighbourhood alone (~160 ms), finds a face there; when HOG finds nothing, OpenCV's Haar
 candidates are checked the same way. `cnn` runs the CNN on the whole photo (seconds per megapixel); `haar` is
@@ -13,13 +14,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
-import dlib
 import numpy as np
 
 from facemend.errors import FacemendError
 from facemend.faces import dlib_models
+from facemend.faces.boxes import Detection, FaceBox, suppress_duplicates
+from facemend.faces.yunet import detect_yunet
 
-DETECTORS = ("hog", "cnn", "haar")
+DETECTORS = ("yunet", "hog", "cnn", "haar")
+DEFAULT_DETECTOR = "yunet"
 HOG_MIN_SCORE = 0.15  # real faces score ≥ 0.2 on 99% of LFW/UTKFace; textures on clothing score below
 # HOG boxes scoring below this are kept only if dlib's CNN also finds a face in them: 11 of 280 sampled real LFW
 # faces score below it (all 11 confirmed), and so do false positives on clothing (rejected).
@@ -27,44 +30,8 @@ HOG_CONFIRM_BELOW = 0.6
 CONFIRM_WINDOW = 200  # px: side of the region (twice the box) handed to the CNN; 160 missed blurred faces
 
 
-@dataclass(frozen=True)
-class FaceBox:
-    left: float
-    top: float
-    right: float
-    bottom: float
-    score: float = 1.0
-
-    @property
-    def width(self) -> float:
-        return self.right - self.left
-
-    @property
-    def height(self) -> float:
-        return self.bottom - self.top
-
-    @property
-    def center(self) -> tuple[float, float]:
-        return (self.left + self.right) / 2, (self.top + self.bottom) / 2
-
-    def scaled(self, factor: float, offset: tuple[float, float] = (0.0, 0.0)) -> FaceBox:
-        """The box in another frame: `(x + offset) * factor`."""
-        dx, dy = offset
-        return FaceBox(
-            (self.left + dx) * factor,
-            (self.top + dy) * factor,
-            (self.right + dx) * factor,
-            (self.bottom + dy) * factor,
-            self.score,
-        )
-
-    def to_dlib(self) -> dlib.rectangle:
-        return dlib.rectangle(
-            int(round(self.left)), int(round(self.top)), int(round(self.right)), int(round(self.bottom))
-        )
-
-    def as_list(self) -> list[float]:
-        return [round(v, 2) for v in (self.left, self.top, self.right, self.bottom)]
+# (max_side, upsample_below) of each detector, see `FaceDetector`
+SEARCH_SIZES = {"yunet": (1600, 0), "hog": (1600, 800), "cnn": (1600, 800), "haar": (1600, 800)}
 
 
 @dataclass(frozen=True)
@@ -72,30 +39,40 @@ class FaceDetector:
     """Detects faces in an H×W×3 uint8 RGB image.
 
     Big images are shrunk so that their long side is at most `max_side` (detection cost grows with pixels);
-    small ones are searched at twice their size so that faces down to ~40 px are found (HOG's window is 80 px).
+    images whose long side is under `upsample_below` are searched at twice their size (HOG's window is 80 px,
+    so the dlib detectors need that to find faces down to ~40 px; YuNet finds them at their own size).
+    `None` takes the detector's own value from `SEARCH_SIZES`.
     """
 
-    name: str = "hog"
-    max_side: int = 1600
-    upsample_below: int = 800
+    name: str = DEFAULT_DETECTOR
+    max_side: int | None = None
+    upsample_below: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in DETECTORS:
             raise FacemendError(f"unknown detector {self.name!r}; choose one of: {', '.join(DETECTORS)}")
 
     def __call__(self, image: np.ndarray) -> list[FaceBox]:
+        """The faces' boxes."""
+        return [detection.box for detection in self.detect(image)]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """The faces' boxes and, from YuNet, their 5 landmarks; best score first, without near-duplicates."""
+        default_max_side, default_upsample_below = SEARCH_SIZES[self.name]
+        max_side = default_max_side if self.max_side is None else self.max_side
+        upsample_below = default_upsample_below if self.upsample_below is None else self.upsample_below
         height, width = image.shape[:2]
         long_side = max(height, width)
-        scale = min(1.0, self.max_side / long_side)
-        if long_side * scale < self.upsample_below:
+        scale = min(1.0, max_side / long_side)
+        if long_side * scale < upsample_below:
             scale *= 2.0
         if scale != 1.0:
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=interpolation)
         image = np.ascontiguousarray(image)
-        boxes = _DETECT[self.name](image)
-        return [box.scaled(1.0 / scale) for box in boxes]
+        found = detect_yunet(image) if self.name == "yunet" else [Detection(box) for box in _DETECT[self.name](image)]
+        return [detection.scaled(1.0 / scale) for detection in suppress_duplicates(found)]
 
 
 def _detect_hog(image: np.ndarray) -> list[FaceBox]:

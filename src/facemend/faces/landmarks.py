@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from facemend.faces import dlib_models
-from facemend.faces.detection import FaceBox
+from facemend.faces.boxes import FaceBox
 
 # iBUG-300W indices of the 68-point model
 LEFT_EYE = slice(36, 42)  # the eye on the image's left

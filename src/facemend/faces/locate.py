@@ -1,4 +1,5 @@
-"""Detect → landmarks: the faces of a photo, each with its box and its 5 template points."""
+"""Detect → landmarks: the faces of a photo, each with its box and its 5 template points (the detector's own
+when it gives them, as YuNet does; else reduced from dlib's 68-point model)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from facemend.faces.landmarks import landmarks_68, reduce_to_5
 @dataclass(frozen=True)
 class Face:
     box: FaceBox
-    landmarks68: np.ndarray  # `68 2`, photo coordinates
+    landmarks68: np.ndarray | None  # `68 2`, photo coordinates; None when the detector gave the 5 points
     landmarks5: np.ndarray  # `5 2`: eye centres, nose tip, mouth corners
 
     @property
@@ -24,12 +25,15 @@ class Face:
 
 def find_faces(image: np.ndarray, detector: FaceDetector, only_center_face: bool = False) -> list[Face]:
     """Faces of an H×W×3 uint8 RGB image, left to right (or only the one nearest the centre)."""
-    boxes = detector(image)
-    if only_center_face and boxes:
+    found = detector.detect(image)
+    if only_center_face and found:
         height, width = image.shape[:2]
-        boxes = [min(boxes, key=lambda b: (b.center[0] - width / 2) ** 2 + (b.center[1] - height / 2) ** 2)]
+        found = [min(found, key=lambda d: (d.box.center[0] - width / 2) ** 2 + (d.box.center[1] - height / 2) ** 2)]
     faces = []
-    for box in sorted(boxes, key=lambda b: (b.left, b.top)):
-        points = landmarks_68(image, box)
-        faces.append(Face(box, points, reduce_to_5(points)))
+    for detection in sorted(found, key=lambda d: (d.box.left, d.box.top)):
+        if detection.points5 is not None:
+            faces.append(Face(detection.box, None, detection.points5))
+            continue
+        points = landmarks_68(image, detection.box)
+        faces.append(Face(detection.box, points, reduce_to_5(points)))
     return faces

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from facemend.errors import FacemendError
-from facemend.faces.detection import FaceBox
+from facemend.faces.boxes import FaceBox
 
 TEMPLATE_SIZE = 512
 FILL_BLUR = 0.03  # σ of the blur outside the source image, as a share of the crop size (FFHQ: 0.02 of the face)
@@ -41,6 +41,14 @@ def template_face_box(size: int) -> FaceBox:
     return FaceBox(*(v * size / TEMPLATE_SIZE for v in TEMPLATE_FACE_BOX_512))
 
 
+def face_box_in_photo(matrix: np.ndarray, size: int) -> np.ndarray:
+    """`4 2` corners (clockwise from the top left) of the template face box of the crop that `matrix` (photo → crop)
+    makes at `size`, in photo coordinates."""
+    box = template_face_box(size)
+    corners = np.array([[box.left, box.top], [box.right, box.top], [box.right, box.bottom], [box.left, box.bottom]])
+    return cv2.transform(corners[None], cv2.invertAffineTransform(matrix))[0]
+
+
 def alignment_matrix(points5: np.ndarray, size: int) -> np.ndarray:
     """2×3 similarity transform (rotation, uniform scale, translation) from photo to crop coordinates that maps
     the face's 5 points onto the template at `size`, least median of squares."""
@@ -58,6 +66,11 @@ def matrix_scale(matrix: np.ndarray) -> float:
 def native_size(points5: np.ndarray) -> int:
     """Crop size at which aligning the face neither enlarges nor shrinks it."""
     return max(8, round(TEMPLATE_SIZE / matrix_scale(alignment_matrix(points5, TEMPLATE_SIZE))))
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """`n 2` points through a 2×3 matrix."""
+    return np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]
 
 
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:

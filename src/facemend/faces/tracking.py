@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from facemend.errors import FacemendError
-from facemend.faces.detection import FaceBox
+from facemend.faces.boxes import FaceBox, box_iou
 from facemend.faces.locate import Face
 
 
@@ -144,13 +144,3 @@ class FaceTracker:
                 matches[index] = self.tracks[track_index]
                 taken.add(track_index)
         return matches
-
-
-def box_iou(a: FaceBox, b: FaceBox) -> float:
-    """Intersection over union of two boxes."""
-    width = min(a.right, b.right) - max(a.left, b.left)
-    height = min(a.bottom, b.bottom) - max(a.top, b.top)
-    if width <= 0 or height <= 0:
-        return 0.0
-    intersection = width * height
-    return intersection / (a.width * a.height + b.width * b.height - intersection)

@@ -1,5 +1,5 @@
 """`daefr`: dual associated encoders (DAEFR, Tsai et al., ICLR 2024). What LIAGM/DAEFR's code fixes is taken
-from it (DESIGN.md's facts); the rest is ours:
+from it (facts read from its public code); the rest is ours:
 
 - HQ prior: the shared HQ tokenizer (`hq_tokenizer`; tiny: configs/tokenizer-tiny-32.yaml), frozen: its encoder
   and codebook give the HQ faces' target codes; only its decoder is fine-tuned, with the fusion, as baseline's.

@@ -62,6 +62,8 @@ class IdmConfig:
     residual_scale: float = 1.0  # multiplies the residual (in [−1, 1] units) to give x0 a face's std (≈ 0.5)
 
     def __post_init__(self) -> None:
+        if not self.unet.time_dim:
+            raise ValueError("unet.time_dim must be >= 2: a diffusion UNet is conditioned on the timestep")
         if self.diffuse not in DIFFUSED:
             raise ValueError(f"diffuse must be one of {', '.join(DIFFUSED)}, got {self.diffuse!r}")
         if self.residual_scale <= 0:

@@ -1,5 +1,5 @@
 """`iqpfr`: an image-quality prior steers the code prediction (IQPFR). What IQPIR's code fixes is taken from it
-(DESIGN.md's facts: 10 score bins embedded into a token-grid-shaped tensor added to the LQ features, a head of
+(its facts: 10 score bins embedded into a token-grid-shaped tensor added to the LQ features, a head of
 2 × codebook_size logits, decoded features = 0.8 × HQ+ + 1 × common, inference at 0.9); the rest is ours:
 
 - Prior: a calibrated no-reference score in [0, 1] (`quality/prior.py`): NIQE at 512 px by default, BRISQUE

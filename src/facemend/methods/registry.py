@@ -25,6 +25,7 @@ from facemend.methods.daefr import DaefrRestorer
 from facemend.methods.idm import IdmRestorer
 from facemend.methods.iqpfr import IqpfrRestorer
 from facemend.methods.lookup import lookup_knobs
+from facemend.methods.residual_unet import ResidualUNetRestorer
 from facemend.weights import bundled, bundled_registry, load_weights
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ RESTORER_KINDS = {
     "artfr": ArtfrRestorer,
     "iqpfr": IqpfrRestorer,
     "idm": IdmRestorer,
+    "residual-unet": ResidualUNetRestorer,
 }
 
 
@@ -101,6 +103,13 @@ MODELS: dict[str, ModelInfo] = {
             "non-local-means denoising + detail enhancement (no learning)",
             ClassicalRestorer,
             ClassicalRestorer.knobs,
+        ),
+        _tiny(
+            "residual-unet",
+            ResidualUNetRestorer,
+            "a U-Net predicts the correction of the LQ face in one pass, trained with L1 + perceptual + identity "
+            "(SFace) + adversarial losses",
+            "restore",
         ),
         ModelInfo(
             "baseline",
@@ -156,8 +165,13 @@ MODELS: dict[str, ModelInfo] = {
     ]
     if info.name != "baseline" or BUNDLED_BASELINE in bundled_registry()
 }
-# the learned model once its weights are bundled
-DEFAULT_MODEL = "baseline" if "baseline" in MODELS else "classical"
+# the best measured model whose weights are bundled (docs/methods/residual-unet.md), else the next one
+BUNDLED_DEFAULT = "residual-unet-tiny"
+DEFAULT_MODEL = next(
+    name
+    for name, bundled_name in (("residual-unet", BUNDLED_DEFAULT), ("baseline", BUNDLED_BASELINE), ("classical", None))
+    if bundled_name is None or bundled_name in bundled_registry()
+)
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,7 @@ RECIPES = {
     "artfr": "facemend.training.recipes.artfr:ArtfrRecipe",
     "iqpfr": "facemend.training.recipes.iqpfr:IqpfrRecipe",
     "idm": "facemend.training.recipes.idm:IdmRecipe",
+    "residual-unet": "facemend.training.recipes.residual_unet:ResidualUNetRecipe",
 }
 
 

@@ -1,5 +1,5 @@
 """Summaries of `Measurements`: means with 95% bootstrap intervals, missing counts, and the JSON / CSV /
-markdown files of `facemend eval` (DESIGN.md Contracts)."""
+markdown files of `facemend eval` (docs/design.md, Contracts)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from facemend.data.io import write_bytes_atomic
 from facemend.metrics.suite import (
     HIGHER_IS_BETTER,
     SET_KEYS,
+    TRAINED_AGAINST,
     FacePair,
     Measurements,
     MetricSuite,
@@ -35,6 +36,7 @@ LABELS = {
     "pd_mnv2": "PD-MNv2",
     "fd_mnv2": "FD-MNv2",
     "fd_dlib": "FD-dlib",
+    "ids_sface": "IDS-SFace",
     "niqe": "NIQE",
     "brisque": "BRISQUE",
     "code_acc": "code acc.",
@@ -130,6 +132,24 @@ def arrow(key: str) -> str:
     return "↑" if key in HIGHER_IS_BETTER or key == "code_acc" else "↓"
 
 
+TRAINED_AGAINST_MARK = "†"
+TRAINED_AGAINST_NOTE = (
+    f"{TRAINED_AGAINST_MARK} trained against: a model's loss uses this metric's network (perceptual: MobileNetV2; "
+    "identity: SFace); judge identity by IDD, FD-dlib and LMD, which no model sees."
+)
+
+
+def heading(key: str) -> str:
+    """A metric's column heading: its label, a † where models are trained against it, and its arrow."""
+    mark = TRAINED_AGAINST_MARK if key in TRAINED_AGAINST else ""
+    return f"{LABELS[key]}{mark} {arrow(key)}"
+
+
+def trained_against_note(keys) -> list[str]:
+    """The footnote lines a table needs when it shows a trained-against metric."""
+    return ["", TRAINED_AGAINST_NOTE] if set(keys) & TRAINED_AGAINST else []
+
+
 def format_value(key: str, value: float | None) -> str:
     if value is None:
         return "–"
@@ -148,8 +168,9 @@ def summary_markdown(summary: dict, title: str) -> str:
     for key, value in summary["mean"].items():
         interval = summary["ci95"][key]
         shown = f"{format_value(key, interval[0])} – {format_value(key, interval[1])}" if interval else "–"
-        row = [f"{LABELS[key]} {arrow(key)}", format_value(key, value), shown, str(summary["missing"][key])]
+        row = [heading(key), format_value(key, value), shown, str(summary["missing"][key])]
         lines.append("| " + " | ".join(row) + " |")
+    lines += trained_against_note(summary["mean"])
     return "\n".join(lines) + "\n"
 
 

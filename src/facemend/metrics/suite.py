@@ -20,10 +20,26 @@ from facemend.metrics import identity, pixel
 from facemend.metrics.frechet import frechet_distance
 from facemend.metrics.perceptual import MobileNetV2Features, perceptual_distance, pooled
 
-KEYS = ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb", "idd", "lmd", "pd_mnv2", "fd_mnv2", "fd_dlib", "niqe", "brisque")
+KEYS = (
+    "psnr_y",
+    "psnr_rgb",
+    "ssim_y",
+    "ssim_rgb",
+    "idd",
+    "lmd",
+    "pd_mnv2",
+    "fd_mnv2",
+    "fd_dlib",
+    "ids_sface",
+    "niqe",
+    "brisque",
+)
 NO_REFERENCE_KEYS = ("niqe", "brisque")
 SET_KEYS = ("fd_mnv2", "fd_dlib")
-HIGHER_IS_BETTER = frozenset({"psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb"})
+HIGHER_IS_BETTER = frozenset({"psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb", "ids_sface"})
+# Metrics whose network some model is trained against (the perceptual loss's MobileNetV2, the identity loss's
+# SFace): tables mark them, and identity is judged by dlib's IDD, FD-dlib and LMD, which no model sees.
+TRAINED_AGAINST = frozenset({"pd_mnv2", "fd_mnv2", "ids_sface"})
 NO_REFERENCE_SIZE = 512  # NIQE and BRISQUE are computed at 512 px, as the papers evaluate
 _DLIB_KEYS = {"idd", "lmd", "fd_dlib"}
 _MNV2_KEYS = {"pd_mnv2", "fd_mnv2"}
@@ -101,6 +117,12 @@ class MetricSuite:
         return MobileNetV2Features()
 
     @cached_property
+    def _sface(self) -> torch.nn.Module:
+        from facemend.metrics.sface_identity import SFaceIdentity
+
+        return SFaceIdentity()
+
+    @cached_property
     def _niqe(self) -> torch.nn.Module:
         from facemend.quality.niqe import NIQE
 
@@ -116,6 +138,8 @@ class MetricSuite:
         """Load every network the keys need now (so timings of `measure` exclude loading)."""
         if _MNV2_KEYS & set(self.keys):
             _ = self._mobilenet
+        if "ids_sface" in self.keys:
+            _ = self._sface
         if "niqe" in self.keys:
             _ = self._niqe
         if "brisque" in self.keys:
@@ -166,6 +190,11 @@ class MetricSuite:
                     columns[key].append(np.array([fn(a, b, y_only).item() for a, b in pairs]))
         if keys & (_DLIB_KEYS | _MNV2_KEYS):
             self._measure_reference_features(batch, predictions, targets, columns)
+        if "ids_sface" in keys:
+            from facemend.metrics.sface_identity import identity_similarity
+
+            embeddings = [self._sface(torch.cat(faces).float()) for faces in (predictions, targets)]
+            columns["ids_sface"].append(identity_similarity(*embeddings).double().numpy())
         if keys & set(NO_REFERENCE_KEYS):
             resized = torch.cat([_resize(x, NO_REFERENCE_SIZE) for x in predictions])
             if "niqe" in keys:

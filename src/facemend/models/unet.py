@@ -31,16 +31,19 @@ class UNetConfig:
     channel_mults: tuple[int, ...] = (1, 2, 3, 4)  # width multiplier per level; len - 1 down-samplings
     blocks_per_level: int = 1  # residual blocks per level, in the down and in the up path
     attention_levels: tuple[int, ...] = (3,)  # levels (0 = full resolution) with self-attention
-    time_dim: int = 128  # width of the timestep embedding (sinusoidal features, then a 2-layer MLP)
+    time_dim: int = 128  # width of the timestep embedding (sinusoidal features, then a 2-layer MLP); 0: a UNet
+    # without timesteps (a one-pass restorer), whose forward takes timesteps=None
     image_channels: int = 3  # channels of x_t and of the prediction
     condition_channels: int = 3  # channels of the condition (the LQ face) concatenated to x_t
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
         self.attention_levels = tuple(self.attention_levels)
-        for name in ("channels", "blocks_per_level", "time_dim", "image_channels"):
+        for name in ("channels", "blocks_per_level", "image_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.time_dim < 0:
+            raise ValueError(f"time_dim must be >= 0, got {self.time_dim}")
         if self.condition_channels < 0:
             raise ValueError(f"condition_channels must be >= 0, got {self.condition_channels}")
         if self.time_dim % 2:
@@ -50,6 +53,11 @@ class UNetConfig:
         bad = [level for level in self.attention_levels if not 0 <= level < len(self.channel_mults)]
         if bad:
             raise ValueError(f"attention_levels: {bad[0]} is not a level (0..{len(self.channel_mults) - 1})")
+
+    @property
+    def embed_dim(self) -> int | None:
+        """Width of the embedding the residual blocks take: None without timesteps."""
+        return self.time_dim or None
 
     @property
     def stride(self) -> int:
@@ -71,7 +79,7 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
 class _Level(nn.ModuleList):
     """Residual blocks (given the timestep embedding) and attention blocks, in order."""
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
         for block in self:
             x = block(x, embedding) if isinstance(block, ResBlock) else block(x)
         return x
@@ -80,7 +88,7 @@ class _Level(nn.ModuleList):
 def _level(in_channels: int, width: int, config: UNetConfig, attention: bool) -> _Level:
     blocks: list[nn.Module] = []
     for j in range(config.blocks_per_level):
-        blocks.append(ResBlock(in_channels if j == 0 else width, width, config.time_dim))
+        blocks.append(ResBlock(in_channels if j == 0 else width, width, config.embed_dim))
         if attention:
             blocks.append(AttnBlock(width))
     return _Level(blocks)
@@ -91,9 +99,10 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         widths = config.widths()
-        self.time_mlp = nn.Sequential(
-            nn.Linear(config.time_dim, config.time_dim), nn.SiLU(), nn.Linear(config.time_dim, config.time_dim)
-        )
+        if config.time_dim:
+            self.time_mlp = nn.Sequential(
+                nn.Linear(config.time_dim, config.time_dim), nn.SiLU(), nn.Linear(config.time_dim, config.time_dim)
+            )
         self.conv_in = nn.Conv2d(config.image_channels + config.condition_channels, widths[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsamples = nn.ModuleList()
@@ -102,8 +111,8 @@ class UNet(nn.Module):
             self.down.append(_level(previous, width, config, i in config.attention_levels))
             self.downsamples.append(Downsample(width) if i < len(widths) - 1 else nn.Identity())
             previous = width
-        middle = [ResBlock(previous, previous, config.time_dim), AttnBlock(previous)]
-        self.middle = _Level([*middle, ResBlock(previous, previous, config.time_dim)])
+        middle = [ResBlock(previous, previous, config.embed_dim), AttnBlock(previous)]
+        self.middle = _Level([*middle, ResBlock(previous, previous, config.embed_dim)])
         self.up = nn.ModuleList()
         self.upsamples = nn.ModuleList()
         for i in reversed(range(len(widths))):
@@ -115,11 +124,15 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, sample: torch.Tensor, timesteps: torch.Tensor | None = None, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x_t `b c h w`, timesteps `b` and the condition `b c' h w` (h, w multiples of `stride`) →
-        the prediction `b c h w`."""
-        embedding = self.time_mlp(timestep_embedding(timesteps, self.config.time_dim))
-        h = self.conv_in(torch.cat([sample, condition], dim=1))
+        the prediction `b c h w`; without timesteps (`time_dim` 0) or condition (`condition_channels` 0), None."""
+        embedding = None
+        if self.config.time_dim:
+            embedding = self.time_mlp(timestep_embedding(timesteps, self.config.time_dim))
+        h = self.conv_in(sample if condition is None else torch.cat([sample, condition], dim=1))
         skips = []
         for level, downsample in zip(self.down, self.downsamples, strict=True):
             h = level(h, embedding)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from facemend.data.io import read_image, write_bytes_atomic, write_image
 from facemend.errors import FacemendError
 from facemend.methods.registry import resolve_model
-from facemend.metrics.report import LABELS, arrow, format_value, write_summary
+from facemend.metrics.report import LABELS, arrow, format_value, heading, trained_against_note, write_summary
 from facemend.metrics.suite import KEYS, NO_REFERENCE_KEYS, MetricSuite, check_keys, default_keys
 from facemend.pipelines.evaluate import faces_in, match_stems, measure_faces, spread
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
@@ -78,7 +78,8 @@ def restore_set(
 ) -> tuple[float, float | None]:
     """Restore every LQ face with `spec` into `out`; returns (seconds per face, mean code accuracy or None)."""
     restorer, knobs = resolve_model(spec)
-    pipeline = PhotoPipeline(restorer, knobs, FaceOptions(aligned=True), batch_size, precision)
+    # strength 1: the model's own output is what is compared, not the damage-dependent share of it
+    pipeline = PhotoPipeline(restorer, knobs, FaceOptions(aligned=True, strength=1.0), batch_size, precision)
     seconds = 0.0
     accuracies: list[float] | None = []
     bar = tqdm(total=len(data.stems), desc=spec, unit="face", disable=not progress, dynamic_ncols=True)
@@ -187,7 +188,7 @@ def benchmark_markdown(result: dict) -> str:
             best[key] = pick(values.values())
     kind = "with ground truth" if result["reference"] else "no ground truth: no-reference metrics only"
     lines = [f"# Benchmark: {result['data']}", "", f"{result['faces']} faces ({kind}). {result['timing']}.", ""]
-    lines.append("| model | " + " | ".join(f"{LABELS[k]} {arrow(k)}" for k in columns) + " |")
+    lines.append("| model | " + " | ".join(heading(k) for k in columns) + " |")
     lines.append("|---|" + "---:|" * len(columns))
     for spec, row in rows.items():
         cells = []
@@ -195,6 +196,7 @@ def benchmark_markdown(result: dict) -> str:
             text = format_value(key, row.get(key))
             cells.append(f"**{text}**" if key in best and row.get(key) == best[key] else text)
         lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+    lines += trained_against_note(columns)
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +208,7 @@ def presets_markdown(
 ) -> list[str]:
     """The lines of one markdown table over several `run_benchmark` results (one per preset): for each preset the
     LQ input, then `rows`, each a benchmark spec and its cells under `headers` (shown ahead of the `columns`)."""
-    metric_headers = " | ".join(f"{LABELS[key]} {arrow(key)}" for key in columns)
+    metric_headers = " | ".join(heading(key) for key in columns)
     lines = [
         f"| preset | {' | '.join(headers)} | {metric_headers} |",
         "|---|" + "---|" * len(headers) + "---:|" * len(columns),
@@ -217,7 +219,7 @@ def presets_markdown(
         for spec, cells in [(LQ_INPUT, lq_cells), *rows]:
             values = " | ".join(format_value(key, models[spec].get(key)) for key in columns)
             lines.append(f"| {preset} | {' | '.join(cells)} | {values} |")
-    return lines
+    return lines + trained_against_note(columns)
 
 
 def benchmark_plot(result: dict, path: Path) -> None:

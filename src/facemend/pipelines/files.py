@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from collections import deque
@@ -12,10 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from facemend.data.io import read_image, write_image
+from facemend.data.io import read_image, write_bytes_atomic, write_image
 from facemend.data.parallel import check_workers
 from facemend.errors import FacemendError
-from facemend.pipelines.photo import FaceCropper, PhotoJob, PhotoPipeline
+from facemend.pipelines.photo import FaceCropper, FaceOptions, PhotoJob, PhotoPipeline
 
 
 @dataclass
@@ -146,19 +147,44 @@ def _accept(
 ) -> PhotoJob | None:
     """The prepared photo; None when it could not be read or is skipped (both reported)."""
     if isinstance(outcome, FacemendError):
-        summary.failures.append((str(path), str(outcome)))
-        report(f"error: {outcome}")
+        note_failure(summary, path, str(outcome), report)
         return None
-    job = outcome
-    if job.too_small:
-        minimum = pipeline.options.min_face_size
-        report(f"warning: {path}: {job.too_small} face(s) smaller than {minimum} px left unrestored")
-    if not job.crops:
+    kept = note_prepared(summary, path, len(outcome.crops), outcome.too_small, pipeline.options, skip_no_face, report)
+    return outcome if kept else None
+
+
+def note_failure(summary: RunSummary, source: Path | str, message: str, report: Callable[[str], None]) -> None:
+    """Count and report a photo that failed; `message` names the file."""
+    summary.failures.append((str(source), message))
+    report(f"error: {message}")
+
+
+def note_prepared(
+    summary: RunSummary,
+    path: Path | str,
+    faces: int,
+    too_small: int,
+    options: FaceOptions,
+    skip_no_face: bool,
+    report: Callable[[str], None],
+) -> bool:
+    """Count and report what finding a photo's faces gave (faces too small, no face); False when it is skipped."""
+    if too_small:
+        report(f"warning: {path}: {too_small} face(s) smaller than {options.min_face_size} px left unrestored")
+    if not faces:
         summary.no_face += 1
         report(f"warning: {path}: no face found, {'skipped' if skip_no_face else 'written unchanged'}")
-        if skip_no_face:
-            return None
-    return job
+        return not skip_no_face
+    return True
+
+
+def note_written(summary: RunSummary, source: Path | str, faces: int, report: Callable[[str], None]) -> None:
+    """Count and report a photo written with `faces` faces restored."""
+    summary.photos += 1
+    summary.faces += faces
+    summary.faces_per_photo[str(source)] = faces
+    if faces:
+        report(f"{source}: {faces} face(s)")
 
 
 def _write(
@@ -169,19 +195,22 @@ def _write(
     summary: RunSummary,
     report: Callable[[str], None],
 ) -> None:
-    job = item.job
     try:
-        if save_faces:
-            for k, (crop, restored) in enumerate(zip(job.crops, job.restored, strict=True)):
-                write_image(outdir / "cropped_faces" / f"{item.stem}_{k:02d}.png", job.photo.with_rgb(crop))
-                write_image(outdir / "restored_faces" / f"{item.stem}_{k:02d}.png", job.photo.with_rgb(restored))
-        write_image(outdir / f"{item.stem}.png", pipeline.finish(job))
+        write_photo(pipeline, item.job, outdir, item.stem, save_faces)
     except (OSError, FacemendError) as error:
-        summary.failures.append((str(item.source), str(error)))
-        report(f"error: {item.source}: cannot write output: {error}")
+        note_failure(summary, item.source, f"{item.source}: cannot write output: {error}", report)
         return
-    summary.photos += 1
-    summary.faces += len(job.crops)
-    summary.faces_per_photo[str(item.source)] = len(job.crops)
-    if job.crops:
-        report(f"{item.source}: {len(job.crops)} face(s)")
+    note_written(summary, item.source, len(item.job.crops), report)
+
+
+def write_photo(pipeline: PhotoPipeline, job: PhotoJob, outdir: Path, stem: str, save_faces: bool) -> None:
+    """Paste the restored faces back and write `outdir/<stem>.png` (with `save_faces`, also the face crops and
+    their report), each file atomically; raises OSError or FacemendError."""
+    if save_faces and job.crops:
+        for k, (crop, restored) in enumerate(zip(job.crops, job.applied_faces(), strict=True)):
+            write_image(outdir / "cropped_faces" / f"{stem}_{k:02d}.png", job.photo.with_rgb(crop))
+            write_image(outdir / "restored_faces" / f"{stem}_{k:02d}.png", job.photo.with_rgb(restored))
+        faces = [{"face": f"{stem}_{k:02d}", **face} for k, face in enumerate(job.face_reports())]
+        report_json = (json.dumps(faces, indent=1) + "\n").encode()
+        write_bytes_atomic(outdir / "restored_faces" / f"{stem}.json", report_json)
+    write_image(outdir / f"{stem}.png", pipeline.finish(job))

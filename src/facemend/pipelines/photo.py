@@ -12,31 +12,52 @@ import torch
 from facemend.data.io import Photo
 from facemend.errors import FacemendError
 from facemend.faces import (
+    DEFAULT_DETECTOR,
     Face,
     FaceDetector,
     alignment_matrix,
     find_faces,
-    paste_face,
+    paste_change,
     upscale_background,
     warp_to_crop,
 )
+from facemend.faces.template import face_box_in_photo, matrix_scale
+from facemend.faces.tone import is_single_tone, luminance_only
 from facemend.methods.base import Restorer
 from facemend.precision import resolve_precision
+from facemend.quality.damage import JPEG_BLOCK, FaceDamage, auto_strength, fine_band_damage, measure_damage
 
 MAX_UPSCALE = 8
+AUTO_STRENGTH = "auto"
+
+
+def parse_strength(value: str | float | None) -> float | None:
+    """`"auto"` (or None) → None, the automatic strength; a number in [0, 1] (or its text) → that float."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == AUTO_STRENGTH):
+        return None
+    try:
+        strength = float(value)
+    except (TypeError, ValueError):
+        raise FacemendError(f"strength must be 'auto' or a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= strength <= 1.0:
+        raise FacemendError(f"strength must be 'auto' or a number in [0, 1], got {value!r}")
+    return strength
 
 
 @dataclass(frozen=True)
 class FaceOptions:
     """How faces are found and put back."""
 
-    detector: str = "hog"
+    detector: str = DEFAULT_DETECTOR
     only_center_face: bool = False
     min_face_size: int = 32  # detector-box side in pixels; smaller faces are left as they are
     aligned: bool = False  # inputs are already aligned crops (any size): no detection, no paste-back
     upscale: int = 1  # output = input size × upscale
+    strength: float | None = None  # share of the restorer's change applied to each face; None: auto, by its damage
 
     def __post_init__(self) -> None:
+        if self.strength is not None and not 0.0 <= self.strength <= 1.0:
+            raise FacemendError(f"strength must be 'auto' or a number in [0, 1], got {self.strength}")
         if not 1 <= self.upscale <= MAX_UPSCALE:
             raise FacemendError(f"upscale must be an integer in [1, {MAX_UPSCALE}], got {self.upscale}")
         if self.min_face_size < 1:
@@ -53,6 +74,40 @@ class PhotoJob:
     crops: list[np.ndarray] = field(default_factory=list)  # S×S×3 float32
     restored: list[np.ndarray] = field(default_factory=list)
     too_small: int = 0
+    damages: list[FaceDamage] = field(default_factory=list)
+    strengths: list[float] = field(default_factory=list)  # share of the restorer's change applied, per face
+    drop_fine: list[float] = field(default_factory=list)  # share of the face's finer-than-S noise/blocks dropped
+    single_tone: list[bool] = field(default_factory=list)  # grey or one-hue faces: luminance restored only
+
+    def face_reports(self) -> list[dict[str, object]]:
+        """Per face: the strength applied, the share of its finer-than-S noise and blocks dropped, the damage
+        measured, and whether the face was restored in luminance only (grey or single-hue)."""
+        return [
+            {
+                "strength": round(strength, 3),
+                "drop_fine": round(drop, 3),
+                "damage": damage.to_dict(),
+                "single_tone": tone,
+            }
+            for strength, drop, damage, tone in zip(
+                self.strengths, self.drop_fine, self.damages, self.single_tone, strict=True
+            )
+        ]
+
+    def changes(self) -> list[np.ndarray]:
+        """Per face, what is added to its crop: the restorer's change (restored − crop) times the face's strength,
+        reduced to luminance for single-tone faces."""
+        changes = []
+        for crop, restored, strength, tone in zip(
+            self.crops, self.restored, self.strengths, self.single_tone, strict=True
+        ):
+            change = (restored - crop) * np.float32(strength)
+            changes.append(luminance_only(change) if tone else change)
+        return changes
+
+    def applied_faces(self) -> list[np.ndarray]:
+        """The restored crops as they are pasted back: each crop plus its change, clipped to [0, 1]."""
+        return [np.clip(crop + change, 0.0, 1.0) for crop, change in zip(self.crops, self.changes(), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -67,7 +122,9 @@ class FaceCropper:
         """Find the faces and cut their aligned crops."""
         if self.options.aligned:
             size = self.face_size
-            return PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
+            job = PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
+            self._assess(job, job.crops[0], min(photo.width, photo.height), photo.rgb)
+            return job
         return self.crop_faces(photo, self.detect(photo))
 
     def detect(self, photo: Photo) -> list[Face]:
@@ -90,7 +147,17 @@ class FaceCropper:
             job.faces.append(face)
             job.matrices.append(matrix)
             job.crops.append(warp_to_crop(photo.rgb, matrix, size))
+            self._assess(job, job.crops[-1], size / matrix_scale(matrix), _face_region(photo.rgb, matrix, size))
         return job
+
+    def _assess(self, job: PhotoJob, crop: np.ndarray, native_size: float, region: np.ndarray) -> None:
+        """Record the face's damage, the strength it gets and whether it is single-toned."""
+        damage = measure_damage(crop, native_size, region)
+        job.damages.append(damage)
+        strength = auto_strength(damage) if self.options.strength is None else self.options.strength
+        job.strengths.append(strength)
+        job.drop_fine.append(strength * fine_band_damage(damage))
+        job.single_tone.append(is_single_tone(crop))
 
 
 class PhotoPipeline:
@@ -137,14 +204,22 @@ class PhotoPipeline:
         return restored
 
     def finish(self, job: PhotoJob) -> Photo:
-        """The output photo: restored faces pasted back (or the restored crop, for aligned inputs)."""
+        """The output photo: each face's change (see `PhotoJob.changes`) added at the photo's own resolution, so the
+        photo keeps the detail finer than the restorer's face size, less the share `drop_fine` of it judged noise or
+        JPEG blocks (for aligned inputs, the crop's change resized to the output and added to the input)."""
         upscale = self.options.upscale
         height, width = job.photo.height * upscale, job.photo.width * upscale
+        changes = job.changes()
         if self.options.aligned:
-            return job.photo.with_rgb(_resize(job.restored[0], (width, height)))
+            shrinking = width * height < changes[0].shape[0] * changes[0].shape[1]
+            interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+            change = cv2.resize(changes[0], (width, height), interpolation=interpolation)
+            photo = _resize(job.photo.rgb, (width, height))
+            base = cv2.resize(job.crops[0], (width, height), interpolation=interpolation)
+            return job.photo.with_rgb(photo + change + np.float32(job.drop_fine[0]) * (base - photo))
         canvas = upscale_background(job.photo.rgb, upscale)
-        for face, matrix in zip(job.restored, job.matrices, strict=True):
-            paste_face(canvas, face, matrix, upscale)
+        for change, matrix, crop, drop in zip(changes, job.matrices, job.crops, job.drop_fine, strict=True):
+            paste_change(canvas, change, matrix, upscale, crop, drop)
         return job.photo.with_rgb(canvas)
 
     def __call__(self, photo: Photo) -> tuple[Photo, PhotoJob]:
@@ -152,6 +227,16 @@ class PhotoPipeline:
         job = self.prepare(photo)
         job.restored = self.restore_crops(job.crops)
         return self.finish(job), job
+
+
+def _face_region(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The photo's pixels under the face box of the aligned crop (`matrix`: photo → crop at `size`), an upright
+    rectangle starting on JPEG's 8-pixel block grid."""
+    points = face_box_in_photo(matrix, size)
+    height, width = image.shape[:2]
+    x0, y0 = (max(0, int(v)) // JPEG_BLOCK * JPEG_BLOCK for v in points.min(axis=0))
+    x1, y1 = min(width, int(np.ceil(points[:, 0].max()))), min(height, int(np.ceil(points[:, 1].max())))
+    return image[y0 : max(y0, y1), x0 : max(x0, x1)]
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

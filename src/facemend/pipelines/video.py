@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,13 @@ from facemend.data.io import Photo
 from facemend.data.video import VideoWriter, read_video
 from facemend.errors import FacemendError
 from facemend.faces import FaceTracker, SmoothingOptions
+from facemend.faces.flow import StridedDetection
 from facemend.pipelines.files import output_stems, refuse_overwriting_inputs
 from facemend.pipelines.photo import PhotoJob, PhotoPipeline
 
 # Frames held back while their faces wait for a full batch: bounds memory when faces are few and far apart.
 MAX_PENDING_FRAMES = 32
+DETECT_EVERY = 3  # frames: the detector runs on one frame in this many; faces are followed by optical flow between
 TRUNCATED_SHARE = 0.9  # fewer frames than this share of the header's count: warn that the file may be cut short
 
 
@@ -55,6 +58,7 @@ def restore_videos(
     smoothing: SmoothingOptions | None = None,
     report: Callable[[str], None] = print,
     progress: bool = True,
+    detect_every: int = DETECT_EVERY,
 ) -> VideoRunSummary:
     """Restore every video in `paths` into `outdir/<stem>.mp4`; bad videos are reported and skipped."""
     outputs = [outdir / f"{stem}.mp4" for stem in output_stems(paths)]
@@ -63,7 +67,7 @@ def restore_videos(
     started = time.perf_counter()
     for path, output in zip(paths, outputs, strict=True):
         try:
-            result = restore_video(pipeline, path, output, smoothing, progress)
+            result = restore_video(pipeline, path, output, smoothing, progress, detect_every)
         except FacemendError as error:
             summary.failures.append((str(path), str(error)))
             report(f"error: {error}")
@@ -96,15 +100,18 @@ def restore_video(
     output: Path,
     smoothing: SmoothingOptions | None = None,
     progress: bool = True,
+    detect_every: int = DETECT_EVERY,
 ) -> VideoResult:
     """Restore the faces of every frame of `source` into the MP4 `output`, with the source's frame rate and audio.
 
     Faces are tracked from frame to frame and their landmarks smoothed (see `facemend.faces.tracking`) before
-    they are aligned, so pasted faces hold still. `output` appears only once it is complete.
+    they are aligned, so pasted faces hold still. The detector runs on every `detect_every`-th frame (and after a
+    face is lost); optical flow follows the faces in between. `output` appears only once it is complete.
     """
     info, frames = read_video(source)
     upscale = pipeline.options.upscale
     tracker = None if pipeline.options.aligned else FaceTracker(float(info.fps), smoothing)
+    strided = StridedDetection(detect_every)
     result = VideoResult(info.frame_estimate)
     pending: list[PhotoJob] = []
     bar = tqdm(
@@ -126,7 +133,8 @@ def restore_video(
             if tracker is None:
                 job = pipeline.prepare(photo)
             else:
-                job = pipeline.crop_faces(photo, tracker.update(pipeline.detect(photo)))
+                faces = strided(frame, partial(pipeline.detect, photo))
+                job = pipeline.crop_faces(photo, tracker.update(faces))
             result.frames += 1
             result.faces += len(job.crops)
             result.frames_without_face += 0 if job.crops else 1

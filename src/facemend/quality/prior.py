@@ -1,10 +1,10 @@
 """IQPFR's image-quality prior: a differentiable score in [0, 1] (higher = better) from one of facemend's torch
 no-reference metrics.
 
-Choices (DESIGN.md leaves the scorer to us):
+Choices (the method leaves the scorer to us):
 
 - Scorer (`metric`): NIQE by default, so that BRISQUE stays the no-reference metric the IQPFR models never trained
-  against (DESIGN.md's Independence rule); `brisque` is the alternative (then NIQE is the independent one). NIQE's
+  against (docs/design.md's independence rule); `brisque` is the alternative (then NIQE is the independent one). NIQE's
   AGGD shape is solved exactly (`NIQE(smooth=True)`), so the gradient reaches the pixels through every feature;
   its values differ from the NIQE metric's grid fit by ~0.01 on average. BRISQUE is differentiable as it is.
 - Size (`size`): faces are resized (bicubic, antialiased, as the metric suite resizes) to `size` px first; NIQE

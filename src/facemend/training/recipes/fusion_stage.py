@@ -20,7 +20,7 @@ from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
 
-DECODED_LOSSES = ("l1", "perceptual", "adversarial")
+DECODED_LOSSES = ("l1", "perceptual", "identity", "adversarial")
 
 
 def decodes(stage: StageConfig) -> bool:

@@ -41,6 +41,7 @@ async function init() {
     showError(`cannot load the list of models: ${error.message}`);
   }
   setupFileInput();
+  setupStrength();
   byId("restore-form").addEventListener("submit", restore);
   updateButton();
 }
@@ -78,6 +79,19 @@ function renderKnobs() {
     row.append(label, input, value, help);
     box.append(row);
   }
+}
+
+// "auto" (the default) lets the server choose each face's strength from its damage; unticked, the slider sets it.
+function setupStrength() {
+  const auto = byId("strength-auto");
+  const slider = byId("strength");
+  const show = () => {
+    slider.disabled = auto.checked;
+    byId("strength-value").textContent = auto.checked ? "auto" : (+slider.value).toFixed(2);
+  };
+  auto.addEventListener("change", show);
+  slider.addEventListener("input", show);
+  show();
 }
 
 function knobValues() {
@@ -143,6 +157,7 @@ async function restore(event) {
   for (const file of files) body.append("files", file, file.name);
   body.append("model", byId("model-select").value);
   body.append("knobs", JSON.stringify(knobValues()));
+  body.append("strength", byId("strength-auto").checked ? "auto" : byId("strength").value);
   showError("");
   updateButton(true);
   setStatus(`restoring ${files.length} photo${files.length === 1 ? "" : "s"}…`);
@@ -195,7 +210,9 @@ async function showResults(answer, files) {
       const figure = byId("face-template").content.firstElementChild.cloneNode(true);
       figure.querySelector(".face-before").src = crop.before;
       figure.querySelector(".face-after").src = crop.after;
-      figure.querySelector("figcaption").textContent = `face ${number + 1}: before | after`;
+      const tone = crop.single_tone ? ", luminance only" : "";
+      figure.querySelector("figcaption").textContent =
+        `face ${number + 1}: before | after (strength ${crop.strength.toFixed(2)}${tone})`;
       faces.append(figure);
     }
     results.append(card);

@@ -1,0 +1,136 @@
+"""How damaged a face is, from cheap measurements of its aligned crop, and the restoration strength that follows.
+
+Measured on the crop's luminance, inside the template face box, at a fixed analysis size (so the answer does not
+depend on the restorer's face size):
+
+- `noise`: σ of additive noise in grey levels (0–255), from the median response of Immerkær's Laplacian-difference
+  operator (robust to the face's edges, which touch few pixels);
+- `detail`: the share of the face's band-pass energy in its finest octave, net of the noise's share: blur,
+  JPEG smoothing and up-sampling take the finest octave first;
+- `blockiness`: JPEG's 8×8 grid, as the excess of the luminance step across block borders over the step across
+  block middles, in the photo's own pixel grid (1 = no grid);
+- `resolution`: the face's native size over the analysis size (at 1 or below, the face has no pixels to spare).
+
+`auto_strength` maps them to a strength in [0, 1] (1 = the restorer's output, 0 = the input); its ramps were
+chosen on facemend-val's degraded faces and on sharp FFHQ faces (see docs/no-harm.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from facemend.faces.template import template_face_box
+
+ANALYSIS_SIZE = 128
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+_MEDIAN_TO_SIGMA = 1.0 / (0.6745 * 6.0)  # |operator response| median of N(0, σ²) noise is 0.6745 · 6σ
+JPEG_BLOCK = 8
+
+# Ramps (value where the face counts as clean → value where it counts as fully damaged), see `auto_strength`.
+# Chosen on facemend-val (medium, heavy, and its HQ faces degraded with `mild`) and sharp FFHQ faces at 150, 300
+# and 600 px (docs/no-harm.md): 95% of sharp FFHQ crops have detail ≥ 0.45 and noise ≤ 3.0 (skin texture reads as
+# noise); 95% of val-heavy faces have detail ≤ 0.39. Noisy medium faces look as detailed as sharp ones at 128 px,
+# so a face with no more pixels than the analysis size is restored fully: only faces shrunk into the crop (native
+# size ≥ 1.5 × 128, whose crop is an area-averaged, cleaner view) are judged by their detail, noise and blocks.
+DETAIL_RAMP = (0.40, 0.30)
+NOISE_RAMP = (3.5, 6.0)
+BLOCKINESS_RAMP = (1.15, 1.4)
+RESOLUTION_RAMP = (1.5, 1.0)
+
+
+@dataclass(frozen=True)
+class FaceDamage:
+    """Cheap measurements of one face crop (see the module's docstring)."""
+
+    detail: float
+    noise: float
+    blockiness: float
+    resolution: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {name: round(value, 4) for name, value in asdict(self).items()}
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """H×W luminance in grey levels (0–255) of H×W×3 float RGB in [0, 1]."""
+    return cv2.cvtColor(np.ascontiguousarray(image, np.float32), cv2.COLOR_RGB2GRAY) * 255.0
+
+
+def measure_damage(crop: np.ndarray, native_size: float, photo_region: np.ndarray | None = None) -> FaceDamage:
+    """The damage of an aligned H×H×3 float RGB face crop whose face measures `native_size` pixels in its photo
+    (its crop side at scale 1); `photo_region`, the face's pixels in the photo's own grid, is where JPEG's block
+    grid is looked for (without it, blockiness is not measured: 1)."""
+    size = crop.shape[0]
+    interpolation = cv2.INTER_AREA if size > ANALYSIS_SIZE else cv2.INTER_CUBIC
+    analysed = cv2.resize(crop, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=interpolation)
+    luma = luminance(np.clip(analysed, 0.0, 1.0))
+    box = template_face_box(ANALYSIS_SIZE)
+    left, top, right, bottom = (round(v) for v in (box.left, box.top, box.right, box.bottom))
+    noise = noise_sigma(luma[top:bottom, left:right])
+    return FaceDamage(
+        detail=fine_detail_share(luma, noise)[top:bottom, left:right].mean().item(),
+        noise=noise,
+        blockiness=blockiness(luminance(photo_region)) if _holds_blocks(photo_region) else 1.0,
+        resolution=min(native_size, 4.0 * ANALYSIS_SIZE) / ANALYSIS_SIZE,
+    )
+
+
+def _holds_blocks(region: np.ndarray | None) -> bool:
+    return region is not None and min(region.shape[:2]) >= 2 * JPEG_BLOCK
+
+
+def noise_sigma(luma: np.ndarray) -> float:
+    """σ (grey levels) of white noise in a luminance image, from the median of Immerkær's operator."""
+    response = cv2.filter2D(luma, -1, _IMMERKAER, borderType=cv2.BORDER_REFLECT_101)[1:-1, 1:-1]
+    return float(np.median(np.abs(response)) * _MEDIAN_TO_SIGMA)
+
+
+def fine_detail_share(luma: np.ndarray, noise: float) -> np.ndarray:
+    """Per pixel (locally averaged): energy of the finest octave over the energy of the two finest, with the
+    noise's expected energy taken out of the finest."""
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    coarser = cv2.GaussianBlur(luma, (0, 0), 1.0) - cv2.GaussianBlur(luma, (0, 0), 2.0)
+    # white noise of σ keeps ≈ 0.71 σ² of its energy in `fine` (1 − 2·G₁ + G₁∗G₁ summed over the kernel)
+    fine_energy = np.maximum(cv2.GaussianBlur(fine * fine, (0, 0), 4.0) - 0.71 * noise * noise, 0.0)
+    coarser_energy = cv2.GaussianBlur(coarser * coarser, (0, 0), 4.0)
+    return fine_energy / (fine_energy + coarser_energy + 1.0)
+
+
+def blockiness(luma: np.ndarray) -> float:
+    """Mean luminance step across 8-pixel block borders over the mean step across the middles of the blocks
+    (1 = no block grid). Comparing with the middles, which a photo enlarged 2× or 4× by pixel repetition steps at
+    too, keeps such photos from counting as blocky."""
+    across, middle = [], []
+    for axis in (0, 1):
+        step = np.abs(np.diff(luma, axis=axis))
+        positions = np.arange(step.shape[axis]) % JPEG_BLOCK
+        if (positions == JPEG_BLOCK - 1).sum() < 2:
+            return 1.0
+        across.append(np.compress(positions == JPEG_BLOCK - 1, step, axis=axis).mean())
+        middle.append(np.compress(positions == JPEG_BLOCK // 2 - 1, step, axis=axis).mean())
+    return float((np.mean(across) + 1e-3) / (np.mean(middle) + 1e-3))
+
+
+def _ramp(value: float, clean: float, damaged: float) -> float:
+    """0 at `clean`, 1 at `damaged`, linear between (either direction)."""
+    return float(np.clip((value - clean) / (damaged - clean), 0.0, 1.0))
+
+
+def fine_band_damage(damage: FaceDamage) -> float:
+    """How much of a face's detail finer than the restorer's face size is damage (noise, JPEG blocks) rather than
+    detail, in [0, 1]: the paste-back drops that share of it (times the strength), so a noisy large face does not
+    keep its noise."""
+    return max(_ramp(damage.noise, *NOISE_RAMP), _ramp(damage.blockiness, *BLOCKINESS_RAMP))
+
+
+def auto_strength(damage: FaceDamage) -> float:
+    """The restoration strength for a face: the worst of its damages, each on a ramp from clean (0) to damaged (1)."""
+    return max(
+        _ramp(damage.detail, *DETAIL_RAMP),
+        _ramp(damage.noise, *NOISE_RAMP),
+        _ramp(damage.blockiness, *BLOCKINESS_RAMP),
+        _ramp(damage.resolution, *RESOLUTION_RAMP),
+    )
