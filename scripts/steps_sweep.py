@@ -8,9 +8,9 @@ restored faces, stays in OUT/<preset>/.
         --compare baseline --compare daefr --data data/facemend-test-128 -o reports/artfr-sweep [--limit 200]
 
 `--model` is a registered model or a weights folder; `--knobs` adds knobs to every sweep row (e.g.
-`temperature=1,seed=0`). `--compare` (repeatable) takes any spec, knobs included (`artfr:steps=8,temperature=1`);
-one whose model is neither registered nor an existing folder is left out and named under the table (e.g. DAEFR
-before it has landed).
+`temperature=1,seed=0` for artfr, `noise_scale=1,seed=0` for idm). `--compare` (repeatable) takes any spec, knobs
+included (`artfr:steps=8,temperature=1`); one whose model is neither registered nor an existing folder is left out
+and named under the table (e.g. DAEFR before it has landed).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="registered model or weights folder with a `steps` knob")
     parser.add_argument("--steps", default="1,2,4,8,16", help="comma-separated step counts")
-    parser.add_argument("--knobs", default="", help="knobs added to every sweep row, e.g. temperature=1,seed=0")
+    parser.add_argument("--knobs", default="", help="knobs added to every sweep row, e.g. seed=1")
     parser.add_argument(
         "--compare", action="append", default=[], metavar="SPEC", help="a model spec shown beside it (repeatable)"
     )

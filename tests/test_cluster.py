@@ -177,7 +177,7 @@ def test_rerun_skips_what_is_done(killed_run, photos, ray_cluster):
     assert stderr.strip().splitlines()[-1].startswith("0 photos written, 0 faces restored, 0 without a face, 1 failed")
     assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.png")} == stamps
     # other settings would write other bytes: refused before any work, naming what differs
-    stderr = _cli([*command, "--fidelity", "0.9"], expect=2)
+    stderr = _cli([*command, "--keep-input", "0.9"], expect=2)
     assert "other settings (knobs)" in stderr
 
 

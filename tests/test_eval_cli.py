@@ -177,20 +177,20 @@ def test_testset_of_the_val_split_holds_only_validation_faces(tmp_path, faces, c
 
 def test_benchmark_has_lq_input_and_classical_rows_table_and_plot(tmp_path, folders, capsys):
     data = folders  # has lq/ and hq/
-    code, out, err = run(capsys, "benchmark", "--data", str(data), "--models", "classical:fidelity=0.8",
+    code, out, err = run(capsys, "benchmark", "--data", str(data), "--models", "classical:keep_input=0.8",
                          "-o", str(tmp_path / "bench"), "--metrics", FAST_KEYS + ",pd_mnv2")  # fmt: skip
     assert code == 0, err
     result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     assert result["data"] == str(data) and result["faces"] == 6
-    assert list(result["models"]) == ["lq-input", "classical", "classical:fidelity=0.8"]
+    assert list(result["models"]) == ["lq-input", "classical", "classical:keep_input=0.8"]
     row = result["models"]["classical"]
     assert {"psnr_y", "idd", "pd_mnv2", "code_acc", "s_per_face"} <= set(row) and row["s_per_face"] > 0
     assert row["code_acc"] is None and result["models"]["lq-input"]["s_per_face"] is None
     lq_psnr = json.loads((tmp_path / "bench" / "lq-input" / "metrics.json").read_text())["mean"]["psnr_y"]
     assert result["models"]["lq-input"]["psnr_y"] == pytest.approx(lq_psnr)
-    assert len(list((tmp_path / "bench" / "classical_fidelity-0.8" / "faces").glob("*.png"))) == 6
+    assert len(list((tmp_path / "bench" / "classical_keep_input-0.8" / "faces").glob("*.png"))) == 6
     table = (tmp_path / "bench" / "benchmark.md").read_text()
-    assert "| classical:fidelity=0.8 |" in table and "PSNR-Y ↑" in table and table in out
+    assert "| classical:keep_input=0.8 |" in table and "PSNR-Y ↑" in table and table in out
     assert Image.open(tmp_path / "bench" / "benchmark.png").size[0] > 400
 
 

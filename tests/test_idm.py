@@ -20,7 +20,14 @@ from facemend.data import parallel
 from facemend.data.datasets import face_files, first_by_hash
 from facemend.errors import FacemendError
 from facemend.methods.base import resize_faces
-from facemend.methods.idm import DEFAULT_FIDELITY, DEFAULT_STEPS, DEFAULT_TEMPERATURE, IdmConfig, IdmModel, IdmRestorer
+from facemend.methods.idm import (
+    DEFAULT_KEEP_INPUT,
+    DEFAULT_NOISE_SCALE,
+    DEFAULT_STEPS,
+    IdmConfig,
+    IdmModel,
+    IdmRestorer,
+)
 from facemend.methods.registry import recipe_for, resolve_model
 from facemend.models.unet import UNet, UNetConfig
 from facemend.pipelines.clean import clean_dataset
@@ -31,7 +38,12 @@ from test_training import run, stage_losses
 
 T = 1000
 ALPHAS = cosine_alphas_cumprod(T)
-DEFAULT_KNOBS = {"steps": DEFAULT_STEPS, "seed": 0, "temperature": DEFAULT_TEMPERATURE, "fidelity": DEFAULT_FIDELITY}
+DEFAULT_KNOBS = {
+    "steps": DEFAULT_STEPS,
+    "seed": 0,
+    "noise_scale": DEFAULT_NOISE_SCALE,
+    "keep_input": DEFAULT_KEEP_INPUT,
+}
 
 
 def test_cosine_schedule_decreases_inside_the_unit_interval():
@@ -191,20 +203,20 @@ def test_restorer_seeds_steps_and_knobs(weights_folder):
     assert isinstance(restorer, IdmRestorer) and restorer.face_size == 32
     assert knobs == DEFAULT_KNOBS
     faces = torch.rand(3, 3, 48, 48, generator=torch.Generator().manual_seed(0))
-    out = restorer(faces, steps=3, seed=7, temperature=1, fidelity=0)
+    out = restorer(faces, steps=3, seed=7, noise_scale=1, keep_input=0)
     assert out.shape == faces.shape and out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, restorer(faces, steps=3, seed=7, temperature=1, fidelity=0))
-    assert not torch.equal(out, restorer(faces, steps=3, seed=8, temperature=1, fidelity=0))
-    assert not torch.equal(out, restorer(faces, steps=4, seed=7, temperature=1, fidelity=0))
-    cool = restorer(faces, steps=3, seed=7, temperature=0.5, fidelity=0)
+    assert torch.equal(out, restorer(faces, steps=3, seed=7, noise_scale=1, keep_input=0))
+    assert not torch.equal(out, restorer(faces, steps=3, seed=8, noise_scale=1, keep_input=0))
+    assert not torch.equal(out, restorer(faces, steps=4, seed=7, noise_scale=1, keep_input=0))
+    cool = restorer(faces, steps=3, seed=7, noise_scale=0.5, keep_input=0)
     assert not torch.equal(out, cool)
-    assert torch.equal(cool, restorer(faces, steps=3, seed=7, temperature=0.5, fidelity=0))
-    deterministic = restorer(faces, steps=3, seed=7, temperature=0)  # no noise: the seed no longer matters
-    assert torch.equal(deterministic, restorer(faces, steps=3, seed=8, temperature=0))
-    # fidelity blends the sample with the input: 1 gives the input back, 0.25 a quarter of the way to it
-    assert torch.allclose(restorer(faces, steps=3, seed=7, temperature=1, fidelity=1), faces)
+    assert torch.equal(cool, restorer(faces, steps=3, seed=7, noise_scale=0.5, keep_input=0))
+    deterministic = restorer(faces, steps=3, seed=7, noise_scale=0)  # no noise: the seed no longer matters
+    assert torch.equal(deterministic, restorer(faces, steps=3, seed=8, noise_scale=0))
+    # keep_input blends the sample with the input: 1 gives the input back, 0.25 a quarter of the way to it
+    assert torch.allclose(restorer(faces, steps=3, seed=7, noise_scale=1, keep_input=1), faces)
     assert torch.allclose(
-        restorer(faces, steps=3, seed=7, temperature=1, fidelity=0.25), 0.25 * faces + 0.75 * out, atol=1e-6
+        restorer(faces, steps=3, seed=7, noise_scale=1, keep_input=0.25), 0.25 * faces + 0.75 * out, atol=1e-6
     )
     with torch.inference_mode():  # one step: the one-shot x0 estimate from the seeded noise at t = T − 1
         lq = resize_faces(faces, 32) * 2 - 1
@@ -212,22 +224,25 @@ def test_restorer_seeds_steps_and_knobs(weights_folder):
         v = restorer.model(noise, lq, torch.full((3,), T - 1))
         alpha = ALPHAS[-1].float()
         expected = resize_faces(((alpha.sqrt() * noise - (1 - alpha).sqrt() * v).clamp(-1, 1) + 1) / 2, 48)
-    assert torch.allclose(restorer(faces, steps=1, seed=7, temperature=1, fidelity=0), expected, atol=1e-5)
+    assert torch.allclose(restorer(faces, steps=1, seed=7, noise_scale=1, keep_input=0), expected, atol=1e-5)
     alone = restorer(
-        faces[2:], steps=3, seed=7, temperature=1, fidelity=0
+        faces[2:], steps=3, seed=7, noise_scale=1, keep_input=0
     )  # a face's result does not depend on its batch
     assert torch.allclose(alone, out[2:], atol=1e-5)
     for bad, message in [
         ({"steps": 0}, "steps"),
         ({"steps": 1001}, "steps"),
         ({"seed": -1}, "seed"),
-        ({"temperature": 1.5}, "temperature"),
-        ({"fidelity": -0.1}, "fidelity"),
+        ({"noise_scale": 1.5}, "noise_scale"),
+        ({"keep_input": -0.1}, "keep_input"),
     ]:
         with pytest.raises(FacemendError, match=message):
             restorer(faces, **bad)
     with pytest.raises(FacemendError, match=r"no knob 'quality'; its knobs: steps \(int.*seed \(int"):
         restorer(faces, quality=0.5)
+    short = IdmRestorer(IdmModel(IdmConfig(unet=SMALL_UNET, image_size=32, num_train_timesteps=10)))
+    with pytest.raises(FacemendError, match=r"knob 'steps' must be in \[1, 10\], got 11"):  # a model's own T
+        short(faces, steps=11)
     specs = restorer.network_specs(batch=2)
     assert list(specs) == ["denoise"] and list(specs["denoise"].inputs) == ["noisy", "lq", "timesteps"]
     assert restorer.networks["denoise"](*specs["denoise"].inputs.values()).shape == (2, 3, 32, 32)

@@ -57,7 +57,7 @@ def test_folding_idm_gives_its_one_step_estimate_exactly():
     load_into(model, fold_idm_one_step(weights, config), "folded")
     lq = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = idm.eval().sample(lq, 1, torch.Generator().manual_seed(0), temperature=0.0)
+        expected = idm.eval().sample(lq, 1, torch.Generator().manual_seed(0), noise_scale=0.0)
         folded = model.eval()(lq).clamp(0, 1)
     assert (expected - folded).abs().max() < 1e-5
     assert (expected - lq).abs().mean() > 0.01  # the estimate is not the input: the fold carries the network

@@ -151,10 +151,10 @@ def test_tiny_face_is_left_alone_with_a_warning(tmp_path, astronaut, capsys):
     ("args", "message"),
     [
         (["--model", "nosuch"], r"unknown model 'nosuch'; available: classical"),
-        (["--model", "classical:strength=2"], r"has no knob 'strength'; its knobs: fidelity"),
+        (["--model", "classical:strength=2"], r"has no knob 'strength'; its knobs: keep_input"),
         (["--steps", "4"], r"has no knob 'steps'"),
         (["--model", "baseline", "--fidelity", "1.5"], r"'fidelity' must be in \[0.0, 1.0\]"),
-        (["--model", "classical:fidelity"], r"expected knob=value"),
+        (["--model", "classical:keep_input"], r"expected knob=value"),
         (["--upscale", "0"], r"upscale must be"),
         (["--batch", "0"], r"batch size must be"),
         (["--workers", "0"], r"workers must be an integer >= 1"),
@@ -179,23 +179,23 @@ def test_missing_input_and_empty_folder(tmp_path, capsys):
 def test_models_lists_knobs(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert f"{DEFAULT_MODEL} (default)" in out and "fidelity (float, default 0.3, range [0.0, 1.0])" in out
+    assert f"{DEFAULT_MODEL} (default)" in out and "keep_input (float, default 0.3, range [0.0, 1.0])" in out
 
 
 def test_model_spec_parsing():
     assert ModelSpec.parse("artfr:steps=8, seed=1") == ModelSpec("artfr", {"steps": "8", "seed": "1"})
-    restorer, knobs = resolve_model("classical:fidelity=0.7")
-    assert restorer.name == "classical" and knobs == {"fidelity": 0.7}
-    _, knobs = resolve_model("classical:fidelity=0.7", fidelity=0.2)  # explicit flags win over the spec
-    assert knobs == {"fidelity": 0.2}
+    restorer, knobs = resolve_model("classical:keep_input=0.7")
+    assert restorer.name == "classical" and knobs == {"keep_input": 0.7}
+    _, knobs = resolve_model("classical:keep_input=0.7", keep_input=0.2)  # explicit flags win over the spec
+    assert knobs == {"keep_input": 0.2}
 
 
 def test_python_api_keeps_type_and_layout(astronaut):
-    out = facemend.restore(astronaut, model="classical", fidelity=0.5)
+    out = facemend.restore(astronaut, model="classical", keep_input=0.5)
     assert out.shape == astronaut.shape and out.dtype == np.uint8
     assert not np.array_equal(out, astronaut)
-    # classical at fidelity 1 returns the crop unchanged: only the warp there and back touches the photo
-    difference = np.abs(facemend.restore(astronaut, model="classical", fidelity=1.0).astype(int) - astronaut)
+    # classical at keep_input 1 returns the crop unchanged: only the warp there and back touches the photo
+    difference = np.abs(facemend.restore(astronaut, model="classical", keep_input=1.0).astype(int) - astronaut)
     assert difference.mean() < 0.05 and difference.max() <= 6
     pil = facemend.restore(Image.fromarray(astronaut).convert("L"))
     assert isinstance(pil, Image.Image) and pil.mode == "L" and pil.size == (512, 512)

@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from facemend.cli import main
-from facemend.methods.registry import DEFAULT_MODEL, MODELS
+from facemend.methods.registry import DEFAULT_MODEL, MODELS, runnable_models
 from facemend.web.app import create_app
 from facemend.web.limits import Limits
 from facemend.web.server import LOOPBACK_NAMES, is_loopback
@@ -95,16 +94,17 @@ def test_page_and_its_files_are_served(client):
     assert client.get("/no-such-page").json() == {"error": "Not Found"}
 
 
-def test_models_lists_every_model_with_its_knob_declaration(client):
+def test_models_lists_every_runnable_model_with_its_knob_declaration(client):
     answer = client.get("/api/models").json()
     assert answer["default"] == DEFAULT_MODEL
-    assert [model["name"] for model in answer["models"]] == list(MODELS)
+    assert [model["name"] for model in answer["models"]] == runnable_models()  # no model to train first
     for model in answer["models"]:
         info = MODELS[model["name"]]
         assert model["description"] == info.description
-        assert model["knobs"] == [{**asdict(knob), "type": knob.type.__name__} for knob in info.knobs]
-        for knob in model["knobs"]:
-            assert set(knob) == {"name", "type", "default", "low", "high", "help"}
+        fields = ("name", "default", "low", "high", "help")
+        assert model["knobs"] == [
+            {**{field: getattr(knob, field) for field in fields}, "type": knob.type.__name__} for knob in info.knobs
+        ]
 
 
 def test_limits_are_published(client):
@@ -325,6 +325,13 @@ def test_the_page_restores_a_photo_in_a_real_browser(live_server, tmp_path):
             page.goto(live_server)
             page.wait_for_selector("#knob-keep_input")  # the default model's controls come from /api/models
             assert page.input_value("#model-select") == DEFAULT_MODEL
+            menu = page.eval_on_selector_all("#model-select option", "options => options.map(o => o.value)")
+            assert menu == runnable_models()  # the models to train first are not offered
+            page.select_option("#model-select", "idm")
+            page.wait_for_selector("#knob-noise_scale")  # renamed knobs: controls under their current names
+            assert page.locator("#knob-temperature").count() == 0 and page.locator("#knob-fidelity").count() == 0
+            page.select_option("#model-select", DEFAULT_MODEL)
+            page.wait_for_selector("#knob-keep_input")
             page.set_input_files("#file-input", str(ASTRONAUT))
             page.fill("#knob-keep_input", "0.5")
             with page.expect_response("**/api/restore", timeout=120_000) as answer:

@@ -36,7 +36,8 @@ def restore(
 
     `image` is an ndarray (H×W grey, H×W×3 RGB or H×W×4 RGBA; uint8, uint16 or float in [0, 1]), a PIL image,
     or a path; the result has the same type and layout (a PIL image for a path). `model` is a spec such as
-    `"classical:fidelity=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `fidelity=0.7`). `precision`:
+    `"classical:keep_input=0.5"` or a `Restorer`; `knobs` set the model's knobs (e.g. `keep_input=0.7`; a knob's
+    old name works for one release, with a `DeprecationWarning`). `precision`:
     `"fp32"`, `"bf16"` or `"auto"` (bf16 where the CPU computes it natively). `runtime`: `"torch"`, or `"onnx"`
     (onnxruntime in fp32, on the network's cached ONNX export, made on first use). `strength`: the share of the
     model's change applied to each face, in [0, 1], or `"auto"` (by how damaged each face is).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,18 +13,16 @@ from facemend.precision import PRECISIONS
 from facemend.runtime import RUNTIMES
 
 if TYPE_CHECKING:  # imported when used: --engine ray needs the `cluster` extra
+    from collections.abc import Callable
+
+    from facemend.methods.base import Knob
+    from facemend.methods.registry import ModelInfo
     from facemend.pipelines.cluster import ClusterOptions
     from facemend.pipelines.files import RunSummary
     from facemend.pipelines.photo import PhotoPipeline
 
 PRECISION_HELP = "network arithmetic: auto = bf16 where the CPU has native bf16 (AVX512-BF16 / AMX), else fp32"
-KNOB_FLAGS = {
-    "fidelity": (float, "0 = most quality, 1 = most fidelity to the input"),
-    "quality": (float, "target quality score in [0, 1]"),
-    "steps": (int, "sampler steps"),
-    "seed": (int, "random seed of the sampler"),
-    "temperature": (float, "sampling temperature"),
-}
+KNOB_DEST = "knob:"  # argparse dest prefix of the knob flags, so a knob never shadows another option
 
 
 def _report(message: str) -> None:
@@ -46,8 +45,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cluster = _cluster_options(args)  # before any work: a missing extra or a bad flag stops the run here
     if args.detect_every < 1:
         raise FacemendError(f"--detect-every must be >= 1, got {args.detect_every}")
-    knobs = {name: getattr(args, name) for name in KNOB_FLAGS if getattr(args, name) is not None}
-    restorer, knobs = resolve_model(args.model, **knobs)
+    restorer, knobs = resolve_model(args.model, **_knob_values(args))
     precision = runtime_precision(args.runtime, args.precision)
     restorer = with_runtime(restorer, args.runtime, args.onnx, report=_report)
     options = FaceOptions(
@@ -139,7 +137,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from facemend.pipelines.clean import clean_dataset, clean_rounds
 
     options = {
-        "knobs": {name: getattr(args, name) for name in ("steps", "seed") if getattr(args, name) is not None},
+        "knobs": _knob_values(args),
         "splits": tuple(split.strip() for split in args.splits.split(",") if split.strip()),
         "limit": args.limit,
         "batch_size": args.batch,
@@ -293,13 +291,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from facemend.methods.registry import DEFAULT_MODEL, MODELS
 
-    for info in MODELS.values():
+    runnable = [info for info in MODELS.values() if info.runnable]
+    print("Models that run as installed (bundled weights, or none needed):")
+    for info in runnable:
         default = " (default)" if info.name == DEFAULT_MODEL else ""
         print(f"{info.name}{default}: {info.description}")
-        for knob in info.knobs:
-            print(f"    {knob.describe()}: {knob.help}")
-    print("or a weights folder of your own training (config.json + model.safetensors): --model runs/NAME/STAGE")
+        _print_knobs(info.knobs)
+    print("\nModels to train first (no bundled weights; then pass the weights folder as --model):")
+    for info in MODELS.values():
+        if not info.runnable:
+            print(f"{info.name}: {info.description}; {info.how_to_get()}")
+            _print_knobs(info.knobs)
+    print("\nor a weights folder of your own training (config.json + model.safetensors): --model runs/NAME/STAGE")
     return 0
+
+
+def _print_knobs(knobs: tuple[Knob, ...]) -> None:
+    for knob in knobs:
+        old = f" (old name, until the next release: {', '.join(knob.old_names)})" if knob.old_names else ""
+        print(f"    {knob.describe()}: {knob.help}{old}")
+
+
+def _declared_knobs() -> dict[str, list[tuple[ModelInfo, Knob]]]:
+    """Every knob name (and old name) a registered model declares → the (model, knob) pairs that declare it,
+    the runnable models first."""
+    from facemend.methods.registry import MODELS
+
+    declared: dict[str, list[tuple[ModelInfo, Knob]]] = {}
+    for info in MODELS.values():
+        for knob in info.knobs:
+            for name in (knob.name, *knob.old_names):
+                declared.setdefault(name, []).append((info, knob))
+    return declared
+
+
+def _add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    """A `--NAME` flag per knob any registered model declares (`--keep-input` for `keep_input`), and per old name
+    of one. Values stay text: the model's own `Knob.parse` checks them, as it does a model spec's and the web's."""
+    group = parser.add_argument_group("knobs (each model has some of these: facemend models)")
+    for name, owners in _declared_knobs().items():
+        offered = [(info, knob) for info, knob in owners if info.runnable] or owners  # the models a user can run
+        now = [(info, knob) for info, knob in offered if knob.name == name]
+        renamed = dict.fromkeys(knob.name for _, knob in offered if knob.name != name)
+        parts = [f"{now[0][1].help} ({', '.join(info.name for info, _ in now)})"] if now else []
+        if renamed:
+            models = ", ".join(info.name for info, knob in offered if knob.name != name)
+            flags = ", ".join(f"--{new.replace('_', '-')}" for new in renamed)
+            parts.append(f"for {models}: old name of {flags}, until the next release")
+        flag, kind = f"--{name.replace('_', '-')}", owners[0][1].type.__name__.upper()
+        group.add_argument(flag, dest=f"{KNOB_DEST}{name}", metavar=kind, default=None, help="; ".join(parts))
+
+
+def _knob_values(args: argparse.Namespace) -> dict[str, str]:
+    """The knob flags given, by knob name (still text)."""
+    return {
+        dest.removeprefix(KNOB_DEST): value
+        for dest, value in vars(args).items()
+        if dest.startswith(KNOB_DEST) and value is not None
+    }
+
+
+def _one_line(kind: type[Warning], show: Callable[..., None]) -> Callable[..., None]:
+    """A `warnings.showwarning` that prints warnings of `kind` as one line, and hands others to `show`."""
+
+    def shown(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, kind):
+            print(f"facemend: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore = commands.add_parser("restore", help="restore the faces in photos and videos (files or folders)")
     restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     restore.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    restore.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help="NAME[:knob=value,...]")
+    restore.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=_model_help())
     restore.add_argument("--aligned", action="store_true", help="inputs are aligned face crops (any size)")
     restore.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR)
     restore.add_argument("--only-center-face", action="store_true", help="restore only the most central face")
@@ -364,8 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--skip-no-face", action="store_true", help="do not write photos without a face")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bar (warnings and errors still shown)")
-    for name, (kind, help_text) in KNOB_FLAGS.items():
-        restore.add_argument(f"--{name}", type=kind, default=None, help=f"knob: {help_text}")
+    _add_knob_flags(restore)
     restore.set_defaults(run=cmd_restore)
 
     degrade = commands.add_parser("degrade", help="make LQ/HQ pairs with the blind degradation model")
@@ -390,8 +450,6 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("dataset", metavar="DATASET", help="folder written by `facemend prepare`")
     clean.add_argument("-o", "--output", required=True, metavar="CLEANED", help="new folder (a prepare folder too)")
     clean.add_argument("--model", default="idm", metavar="SPEC", help="NAME[:knob=value,...] or a weights folder")
-    clean.add_argument("--steps", type=int, default=None, help=f"knob: {KNOB_FLAGS['steps'][1]}")
-    clean.add_argument("--seed", type=int, default=None, help=f"knob: {KNOB_FLAGS['seed'][1]}")
     clean.add_argument("--splits", default="train", metavar="SPLIT,...", help="splits to clean; others are copied")
     clean.add_argument(
         "--limit", type=int, default=None, metavar="N", help="clean N faces per split, leave out the rest"
@@ -402,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--config", metavar="YAML", help="with --rounds: the training config each round trains")
     clean.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     clean.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_knob_flags(clean)
     clean.set_defaults(run=cmd_clean)
 
     evaluation = commands.add_parser("eval", help="metrics of restored faces, against ground truth if given")
@@ -548,11 +607,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.finished else 130
 
 
+def _model_help() -> str:
+    from facemend.methods.registry import MODELS, runnable_models
+
+    to_train = [name for name, info in MODELS.items() if not info.runnable]
+    return (
+        f"NAME[:knob=value,...] or a weights folder; NAME: {', '.join(runnable_models())} (default: %(default)s); "
+        f"to train first (facemend models says how): {', '.join(to_train)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from facemend.methods.base import RenamedKnobWarning
+
     try:
-        return args.run(args)
+        with warnings.catch_warnings():  # a knob's old name: one line, each time it is used
+            warnings.simplefilter("always", RenamedKnobWarning)
+            warnings.showwarning = _one_line(RenamedKnobWarning, warnings.showwarning)
+            return args.run(args)
     except FacemendError as error:
         print(f"facemend: error: {error}", file=sys.stderr)
         return 2

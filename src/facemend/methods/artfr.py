@@ -19,8 +19,8 @@ paper's abstract fixes the idea (a masked generative transformer with iterative 
 - Fidelity: the shared controllable fusion (CodeFormer's) blends LQ encoder features into the decoder at weight
   `fidelity`, trained afterwards on the sampled codes as for the baseline: pure code decoding cannot beat the
   tokenizer's own reconstruction, which loses identity at this size.
-- Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as idm's
-  `fidelity`): the bundled predictor gets too few codes right (18% on `medium`) to beat the input's identity
+- Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as idm and
+  classical do): the bundled predictor gets too few codes right (18% on `medium`) to beat the input's identity
   on its own. 0.8 was chosen on facemend-val from {0, 0.4, 0.55, 0.7, 0.8, 0.85}: IDD and FD-dlib best, or
   within 0.0002 of the best, on both presets.
 """
@@ -42,7 +42,7 @@ from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.samplers.maskgit import MaskGitScheduler
 
 KIND = "artfr"
-DEFAULT_KEEP_INPUT = 0.8  # chosen on facemend-val (README, ART-FR)
+DEFAULT_KEEP_INPUT = 0.8  # chosen on facemend-val (docs/methods/artfr.md)
 
 
 @dataclass
@@ -150,7 +150,7 @@ class ArtfrRestorer(WeightsRestorer):
     config_class = ArtfrConfig
     model_class = ArtfrModel
     knobs = (
-        # 1: on the bundled model greedy 8-step decoding was worse than one-shot on every metric (README)
+        # 1: on the bundled model greedy 8-step decoding was worse than one-shot on every metric (docs/methods/artfr.md)
         Knob("steps", int, 1, 1, 64, "sampler steps (1 = one-shot prediction)"),
         Knob("temperature", float, 0.0, 0.0, 2.0, "sampling temperature (0 = greedy, deterministic)"),
         Knob("top_k", int, 0, 0, 65536, "sample among the k likeliest codes (0 = all)"),

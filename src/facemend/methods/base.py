@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
@@ -18,9 +21,14 @@ from facemend.precision import resolve_precision
 from facemend.weights import Weights, load_into, load_weights
 
 
+class RenamedKnobWarning(DeprecationWarning):
+    """A knob was given by its old name: it works for this release, as the knob it was renamed to."""
+
+
 @dataclass(frozen=True)
 class Knob:
-    """A user-facing control of a method; the CLI flags and the web page's controls are built from these."""
+    """A user-facing control of a method; the CLI flags and the web page's controls are built from these, and
+    `parse` is the one place a knob's value is checked."""
 
     name: str
     type: type  # float or int
@@ -28,9 +36,11 @@ class Knob:
     low: float | int
     high: float | int
     help: str = ""
+    old_names: tuple[str, ...] = ()  # earlier names of this knob, accepted for one release with a warning
 
     def parse(self, value: object) -> float | int:
-        """Validate `value` (a number or a string from a model spec) against the type and range."""
+        """Validate `value` (a number, or a string from a model spec, a CLI flag or the web API) against the type
+        and range."""
         try:
             number = self.type(value) if not isinstance(value, str) else self._from_string(value)
         except (TypeError, ValueError):
@@ -49,6 +59,33 @@ class Knob:
 
     def describe(self) -> str:
         return f"{self.name} ({self.type.__name__}, default {self.default}, range [{self.low}, {self.high}])"
+
+
+def with_current_names(model: str, knobs: Iterable[Knob], values: Mapping[str, object]) -> dict[str, object]:
+    """`values` by knob name, each old name (`Knob.old_names`) replaced by the knob's name with a
+    `RenamedKnobWarning`; other names are left for the caller to judge."""
+    renamed = {old: knob.name for knob in knobs for old in knob.old_names}
+    current: dict[str, object] = {}
+    for name, value in values.items():
+        if name in renamed:
+            new = renamed[name]
+            if new in values:
+                raise FacemendError(f"model {model!r}: knob {new!r} is given twice, also by its old name {name!r}")
+            message = f"model {model!r}: knob {name!r} is now called {new!r}; the old name goes in the next release"
+            warnings.warn(message, RenamedKnobWarning, stacklevel=_caller_outside_facemend())
+            name = new
+        current[name] = value
+    return current
+
+
+def _caller_outside_facemend() -> int:
+    """The `stacklevel` that points a warning at the first caller outside this package (the user's code, where
+    Python shows a DeprecationWarning)."""
+    package = f"{Path(__file__).resolve().parents[1]}{os.sep}"
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -81,7 +118,9 @@ class Restorer(ABC):
         raise FacemendError(f"model {self.name!r} has no network to export (it computes with OpenCV, not torch)")
 
     def resolve_knobs(self, **values: object) -> dict[str, float | int]:
-        """Every knob of this model with its value: given ones validated, others at their defaults."""
+        """Every knob of this model with its value: given ones validated (old names taken as the current ones,
+        with a `RenamedKnobWarning`), others at their defaults."""
+        values = with_current_names(self.name, self.knobs, values)
         declared = {knob.name: knob for knob in self.knobs}
         unknown = sorted(set(values) - set(declared))
         if unknown:
@@ -160,9 +199,9 @@ def resize_faces(faces: torch.Tensor, size: int) -> torch.Tensor:
     return resized.clamp(0, 1)
 
 
-def keep_input_knob(default: float) -> Knob:
+def keep_input_knob(default: float, old_names: tuple[str, ...] = ()) -> Knob:
     """The `keep_input` knob of a method that mixes the input back into its output (`blend_with_input`)."""
-    return Knob("keep_input", float, default, 0.0, 1.0, "share of the input image kept in the output")
+    return Knob("keep_input", float, default, 0.0, 1.0, "share of the input image kept in the output", old_names)
 
 
 def blend_with_input(faces: torch.Tensor, restored: torch.Tensor, input_share: float) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Per face: estimate the noise level (Immerkær's fast estimator), remove noise and block artefacts with
 non-local means at a strength set by that estimate, then restore local contrast with a two-scale unsharp mask
-on luma. `fidelity` blends the result with the input (1 = the input unchanged).
+on luma. `keep_input` blends the result with the input (1 = the input unchanged), as in the other methods; its
+old name `fidelity` (now only CodeFormer's fusion weight) works for one more release.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from facemend.methods.base import Knob, Restorer, blend_with_input
+from facemend.methods.base import Restorer, blend_with_input, keep_input_knob
 
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
@@ -42,12 +43,12 @@ def enhance_face(face: np.ndarray) -> np.ndarray:
 
 class ClassicalRestorer(Restorer):
     name = "classical"
-    knobs = (Knob("fidelity", float, 0.3, 0.0, 1.0, "0 = strongest enhancement, 1 = the input unchanged"),)
+    knobs = (keep_input_knob(0.3, old_names=("fidelity",)),)
 
     def __init__(self, face_size: int = 512) -> None:
         self.face_size = face_size
 
-    def restore_faces(self, faces: torch.Tensor, *, fidelity: float) -> torch.Tensor:
+    def restore_faces(self, faces: torch.Tensor, *, keep_input: float) -> torch.Tensor:
         images = np.clip(np.rint(faces.permute(0, 2, 3, 1).cpu().numpy() * 255.0), 0, 255).astype(np.uint8)
         enhanced = torch.from_numpy(np.stack([enhance_face(image) for image in images])).permute(0, 3, 1, 2)
-        return blend_with_input(faces, enhanced.to(faces.device, faces.dtype), fidelity)
+        return blend_with_input(faces, enhanced.to(faces.device, faces.dtype), keep_input)

@@ -23,7 +23,7 @@ from it (facts read from its public code); the rest is ours:
   loses identity at the tiny size, as for baseline and artfr.
 - Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as artfr's),
   default 0.85: on facemend-val, the smallest share at which the bundled model beats the input on both IDD and
-  FD-dlib under both presets (0.8 missed medium FD-dlib; README, DAEFR section).
+  FD-dlib under both presets (0.8 missed medium FD-dlib; docs/methods/daefr.md).
 - Quality conditioning (`daefr-q`, off by default): IQPFR's plug-in (`models/quality_conditioning.py`), added to
   the combined latent the transformer reads; nothing else changes.
 - Restoring drops the LQ tokenizer and the temperature (`DaefrRestorer.training_only`): bundled weights leave

@@ -19,14 +19,16 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
   noise drawn with the `seed` knob, then predict and step `steps` times; `steps` = 1 is the model's one-shot
   x0 estimate. Every face starts from the same noise (one draw of one face's shape, repeated), so a face's
   result depends on the seed only, not on the batch it was restored in or its place there.
-- `temperature` scales the starting noise: 1 samples the learned distribution; 0 starts DDIM from zero noise,
+- `noise_scale` scales the starting noise: 1 samples the learned distribution; 0 starts DDIM from zero noise,
   a deterministic path that stays nearest the input (the seed then does nothing).
-- `fidelity` blends the input back into the sample (CodeFormer's and `classical`'s trade-off): the output keeps
-  that share of the input. On dlib's identity and FD-dlib a blend beats both the input and the full sample.
-- Defaults `steps` = 2, `temperature` = 0, `fidelity` = 0.75, chosen on facemend-val (never the test faces;
-  README, IDM section) with the 5,646-step weights: of steps {1, 2, 5} × temperature {0, 1} × fidelity
-  {0.6, 0.75}, the lowest IDD on both presets (0.371 medium, 0.543 heavy; input 0.391 / 0.559), FD-dlib within
-  0.001 of the best, 0.1 s a face. More steps or a full sample (fidelity 0) moved further from the person.
+- `keep_input` blends the input back into the sample (as `classical` and the codebook methods do): the output
+  keeps that share of the input. On dlib's identity and FD-dlib a blend beats both the input and the full sample.
+- Defaults `steps` = 2, `noise_scale` = 0, `keep_input` = 0.75, chosen on facemend-val (never the test faces)
+  with the 5,646-step weights: of steps {1, 2, 5} × noise_scale {0, 1} × keep_input {0.6, 0.75}, the lowest IDD
+  on both presets (0.371 medium, 0.543 heavy; input 0.391 / 0.559), FD-dlib within 0.001 of the best, 0.1 s a
+  face. More steps or a full sample (keep_input 0) moved further from the person.
+- Old names, accepted for one release with a warning: `temperature` (now `noise_scale`; `temperature` is
+  artfr's sampling temperature) and `fidelity` (now `keep_input`; `fidelity` is CodeFormer's fusion weight).
 - Extrinsic iterative enhancement (`pipelines/clean.py`, `facemend clean`): the model restores the training set's
   HQ faces, and the next round trains on the cleaned set.
 - Export: one network, `denoise` (x_t, LQ face, timesteps → prediction), the sampler's loop stays in Python.
@@ -35,20 +37,19 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from facemend.errors import FacemendError
-from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, resize_faces
+from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, keep_input_knob, resize_faces
 from facemend.models.unet import UNet, UNetConfig
 from facemend.samplers.ddim import PREDICTION_TYPES, DDIMScheduler, cosine_alphas_cumprod
 
 KIND = "idm"
 DEFAULT_STEPS = 2  # these three: chosen on facemend-val (module docstring)
-DEFAULT_TEMPERATURE = 0.0
-DEFAULT_FIDELITY = 0.75
+DEFAULT_NOISE_SCALE = 0.0
+DEFAULT_KEEP_INPUT = 0.75
 DIFFUSED = ("face", "residual")
 
 
@@ -121,16 +122,16 @@ class IdmModel(nn.Module):
         steps: int,
         generator: torch.Generator | None = None,
         predict: Predict | None = None,
-        temperature: float = 1.0,
+        noise_scale: float = 1.0,
     ) -> torch.Tensor:
         """`b 3 h w` LQ faces in [0, 1] → restored faces in [0, 1], by `steps` DDIM steps (eta = 0) from one
-        face's noise drawn with `generator` and scaled by `temperature`, shared by every face; `predict` (default:
+        face's noise drawn with `generator` and scaled by `noise_scale`, shared by every face; `predict` (default:
         this model) maps (x_t, LQ, timesteps) to the prediction."""
         predict = predict or self
         scheduler = make_scheduler(self.config)
         scheduler.set_timesteps(steps)
         condition = lq.float() * 2 - 1
-        noise = torch.randn((1, *condition.shape[1:]), generator=generator, device=lq.device) * temperature
+        noise = torch.randn((1, *condition.shape[1:]), generator=generator, device=lq.device) * noise_scale
         sample = noise.expand_as(condition).contiguous()
         bounds = self.diffused_bounds(condition)
         for t in scheduler.timesteps:
@@ -159,19 +160,22 @@ class IdmRestorer(WeightsRestorer):
         Knob("steps", int, DEFAULT_STEPS, 1, 1000, "sampler steps (DDIM; 1 = the one-shot estimate)"),
         Knob("seed", int, 0, 0, 2**31 - 1, "random seed of the starting noise"),
         Knob(
-            "temperature",
+            "noise_scale",
             float,
-            DEFAULT_TEMPERATURE,
+            DEFAULT_NOISE_SCALE,
             0.0,
             1.0,
-            "scale of the starting noise (0 = deterministic, nearest the input)",
+            "scale of the starting noise (0 = deterministic, nearest the input; 1 = the learned distribution)",
+            old_names=("temperature",),
         ),
-        Knob("fidelity", float, DEFAULT_FIDELITY, 0.0, 1.0, "share of the input kept (0 = the sample, 1 = the input)"),
+        keep_input_knob(DEFAULT_KEEP_INPUT, old_names=("fidelity",)),
     )
 
     def __init__(self, model: IdmModel):
         super().__init__(model)
         self.networks = {"denoise": IdmDenoise(self.model)}
+        most = model.config.num_train_timesteps  # a model's `steps` range ends at its own T
+        self.knobs = tuple(replace(k, high=min(k.high, most)) if k.name == "steps" else k for k in type(self).knobs)
 
     @staticmethod
     def face_size_of(config: IdmConfig) -> int:
@@ -187,11 +191,9 @@ class IdmRestorer(WeightsRestorer):
         return {"denoise": NetworkSpec(inputs, ("prediction",))}
 
     def restore_faces(
-        self, faces: torch.Tensor, *, steps: int, seed: int, temperature: float, fidelity: float
+        self, faces: torch.Tensor, *, steps: int, seed: int, noise_scale: float, keep_input: float
     ) -> torch.Tensor:
-        if steps > self.model.config.num_train_timesteps:
-            raise FacemendError(f"knob 'steps' must be <= {self.model.config.num_train_timesteps} for this model")
         generator = torch.Generator(faces.device).manual_seed(int(seed))
         denoise = self.networks["denoise"]
-        restored = self.model.sample(resize_faces(faces, self.face_size), steps, generator, denoise, temperature)
-        return blend_with_input(faces, restored, fidelity)
+        restored = self.model.sample(resize_faces(faces, self.face_size), steps, generator, denoise, noise_scale)
+        return blend_with_input(faces, restored, keep_input)

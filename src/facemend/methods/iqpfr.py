@@ -26,7 +26,7 @@
   as for the other lookup methods.
 - Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as daefr's), default
   0.7: on facemend-val, the smallest share at which the bundled model beats the input on both IDD and FD-dlib
-  under both presets (0.6 missed medium FD-dlib; README, IQPFR section).
+  under both presets (0.6 missed medium FD-dlib; docs/methods/iqpfr.md).
 - Restoring drops the common tokenizer's encoder (`IqpfrRestorer.training_only`), which only gives training the
   HQ faces' codes: bundled weights leave it out (tiny: 9.6 M parameters, 18.3 MiB in float16), and restorers
   report no code accuracy.

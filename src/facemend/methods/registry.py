@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from facemend.config import ConfigError
 from facemend.errors import FacemendError
 from facemend.methods.artfr import ArtfrRestorer
-from facemend.methods.base import Knob, Restorer, WeightsRestorer
+from facemend.methods.base import Knob, Restorer, WeightsRestorer, with_current_names
 from facemend.methods.baseline import BaselineRestorer
 from facemend.methods.classical import ClassicalRestorer
 from facemend.methods.daefr import DaefrRestorer
@@ -41,6 +41,18 @@ class ModelInfo:
     description: str
     build: Callable[[], Restorer]  # builds the restorer and loads its bundled weights, if any
     knobs: tuple[Knob, ...]  # declared without building, so listing models loads nothing
+    train_config: str | None = None  # set when no weights are bundled: the config that trains them
+    weights_folder: str | None = None  # weights of it trained here, in the repository (usable as the model)
+
+    @property
+    def runnable(self) -> bool:
+        """Whether it restores as installed (bundled weights, or none needed): the models offered."""
+        return self.train_config is None
+
+    def how_to_get(self) -> str:
+        """For a model that is not runnable: `train it: CONFIG` (and the weights folder trained here, if any)."""
+        folder = f"; weights folder: {self.weights_folder}" if self.weights_folder else ""
+        return f"train it: {self.train_config}{folder}"
 
 
 # weights-folder kind → the restorer built from such a folder
@@ -71,32 +83,36 @@ def _tiny(method: str, restorer: type[WeightsRestorer], description: str, stage:
     return ModelInfo(method, f"{description} (tiny: 128-px faces)", _from_bundled(restorer, name), restorer.knobs)
 
 
-def _untrained(name: str, config: str, export: str) -> Callable[[], Restorer]:
+def _untrained(name: str, config: str, export: str, folder: str | None = None) -> Callable[[], Restorer]:
     def build() -> Restorer:
+        trained_here = f", or use the weights trained here (--model {folder})" if folder else ""
         raise FacemendError(
             f"model {name!r} has no bundled weights: train it (facemend train {config}), then pass its weights "
-            f"folder as the model (--model {export})"
+            f"folder as the model (--model {export}){trained_here}"
         )
 
     return build
 
 
-def _not_trained_yet(method: str, description: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
-    """A method whose tiny weights are not bundled yet: it says how to train them from `configs/METHOD-tiny.yaml`."""
+def _not_trained_yet(
+    method: str, description: str, knobs: tuple[Knob, ...], stage: str, folder: str | None = None
+) -> ModelInfo:
+    """A method whose tiny weights are not bundled: it says how to train them from `configs/METHOD-tiny.yaml`
+    (and names `folder`, weights of it trained here, when there are some)."""
     config = f"configs/{method}-tiny.yaml"
-    description = f"{description} (not trained yet: {config})"
-    return ModelInfo(method, description, _untrained(method, config, f"runs/{method}-tiny/{stage}"), knobs)
+    build = _untrained(method, config, f"runs/{method}-tiny/{stage}", folder)
+    return ModelInfo(method, f"{description} (tiny: 128-px faces)", build, knobs, config, folder)
 
 
 def _paper_scale(method: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
     """`METHOD-base`: the method at paper scale, trained by the user from `configs/METHOD-base.yaml`."""
     name, config = f"{method}-base", f"configs/{method}-base.yaml"
-    description = f"{method} at paper scale (512-px faces; no bundled weights: {config})"
-    return ModelInfo(name, description, _untrained(name, config, f"runs/{name}/{stage}"), knobs)
+    build = _untrained(name, config, f"runs/{name}/{stage}")
+    return ModelInfo(name, f"{method} at paper scale (512-px faces)", build, knobs, config)
 
 
-MODELS: dict[str, ModelInfo] = {
-    info.name: info
+_REGISTERED = [
+    info
     for info in [
         ModelInfo(
             "classical",
@@ -139,6 +155,7 @@ MODELS: dict[str, ModelInfo] = {
             "baseline with IQPFR's quality conditioning (the target score embedded into the LQ latent)",
             lookup_knobs(True),
             "fusion",
+            "snapshots/baseline-q-tiny-fusion",
         ),
         _not_trained_yet(
             "daefr-q",
@@ -158,13 +175,15 @@ MODELS: dict[str, ModelInfo] = {
             "idm",
             IdmRestorer,
             "IDM: conditional diffusion UNet on the LQ face, few-step DDIM sampling, the input blended back "
-            "(`fidelity`); `facemend clean` enhances a training set with it",
+            "(`keep_input`); `facemend clean` enhances a training set with it",
             "denoise",
         ),
         _paper_scale("idm", IdmRestorer.knobs, "denoise"),
     ]
     if info.name != "baseline" or BUNDLED_BASELINE in bundled_registry()
-}
+]
+# the runnable models first (bundled weights, or none needed), then the ones to train first, each in the order above
+MODELS: dict[str, ModelInfo] = {info.name: info for info in sorted(_REGISTERED, key=lambda info: not info.runnable)}
 # the best measured model whose weights are bundled (docs/methods/residual-unet.md), else the next one
 BUNDLED_DEFAULT = "residual-unet-tiny"
 DEFAULT_MODEL = next(
@@ -256,10 +275,17 @@ def load_restorer(name: str) -> Restorer:
     return model_info(name).build()
 
 
+def runnable_models() -> list[str]:
+    """The registered models that restore as installed: what the CLI and the web page offer."""
+    return [name for name, info in MODELS.items() if info.runnable]
+
+
 def resolve_model(spec: str | Restorer, **overrides: object) -> tuple[Restorer, dict[str, float | int]]:
-    """A restorer and every knob's validated value, from a spec (knobs in `overrides` win) or an instance."""
+    """A restorer and every knob's validated value, from a spec (knobs in `overrides` win, each under its
+    current name) or an instance."""
     if isinstance(spec, Restorer):
         return spec, spec.resolve_knobs(**overrides)
     parsed = ModelSpec.parse(spec)
     restorer = load_restorer(parsed.name)
-    return restorer, restorer.resolve_knobs(**{**parsed.knobs, **overrides})
+    spec_knobs, given = (with_current_names(restorer.name, restorer.knobs, k) for k in (parsed.knobs, overrides))
+    return restorer, restorer.resolve_knobs(**{**spec_knobs, **given})

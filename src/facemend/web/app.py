@@ -27,7 +27,7 @@ from starlette.types import Message
 from facemend.data.io import ImageTooLargeError, Photo, decode_image, encode_image
 from facemend.errors import FacemendError
 from facemend.methods.base import Knob
-from facemend.methods.registry import DEFAULT_MODEL, MODELS, ModelInfo, ModelSpec, resolve_model
+from facemend.methods.registry import DEFAULT_MODEL, MODELS, ModelInfo, ModelSpec, resolve_model, runnable_models
 from facemend.pipelines.photo import FaceOptions, PhotoJob, PhotoPipeline, parse_strength
 from facemend.precision import resolve_precision
 from facemend.web.limits import MB, Limits
@@ -95,7 +95,8 @@ def create_app(
 
     @app.get("/api/models")
     def models() -> dict[str, Any]:
-        return {"default": DEFAULT_MODEL, "models": [_describe_model(info) for info in MODELS.values()]}
+        """The models the page offers: those that run as installed (the others must be trained first)."""
+        return {"default": DEFAULT_MODEL, "models": [_describe_model(MODELS[name]) for name in runnable_models()]}
 
     @app.get("/api/limits")
     def limits_info() -> dict[str, int]:
@@ -124,7 +125,15 @@ def _describe_model(info: ModelInfo) -> dict[str, Any]:
 
 
 def _describe_knob(knob: Knob) -> dict[str, Any]:
-    return {**asdict(knob), "type": knob.type.__name__}  # name, type, default, low, high, help
+    """What the page builds a control from (a knob's old names are accepted in `knobs`, but not shown)."""
+    return {
+        "name": knob.name,
+        "type": knob.type.__name__,
+        "default": knob.default,
+        "low": knob.low,
+        "high": knob.high,
+        "help": knob.help,
+    }
 
 
 async def _read_form(request: Request, limits: Limits) -> FormData:
@@ -211,7 +220,7 @@ def _restore_uploads(
     try:
         spec = ModelSpec.parse(model)
         if spec.name not in MODELS:  # only registered models: a path would load files from the server's disk
-            raise FacemendError(f"unknown model {spec.name!r}; available: {', '.join(MODELS)}")
+            raise FacemendError(f"unknown model {spec.name!r}; available: {', '.join(runnable_models())}")
         with model_lock:
             restorer, resolved = resolve_model(model, **knobs)
     except FacemendError as error:
