@@ -1,8 +1,8 @@
 """Copy a stage's exported EMA weights into the package as a bundled weight folder (float16) and record its
 sha256 in src/facemend/bundled/registry.json. A restorer's training-only parts (its `training_only`, e.g.
-daefr's LQ tokenizer) are left out.
+daefr's LQ tokenizer) are left out. Then `python scripts/weights_manifest.py` records the new files.
 
-    python scripts/bundle_weights.py runs/tokenizer-tiny/adversarial tokenizer-tiny
+    python scripts/bundle_weights.py runs/residual-unet-tiny/restore residual-unet-tiny
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="an exported weights folder (runs/NAME/STAGE)")
-    parser.add_argument("name", help="bundled name, e.g. tokenizer-tiny")
+    parser.add_argument("name", help="bundled name, e.g. residual-unet-tiny")
     args = parser.parse_args()
     weights = load_weights(args.source)
     restorer = RESTORER_KINDS.get(weights.kind)

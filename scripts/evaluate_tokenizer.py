@@ -1,7 +1,7 @@
 """How well a tokenizer reconstructs unseen faces: encode → quantize → decode every face of the test split,
 then PSNR / SSIM / PD-MNv2 / FD-dlib / IDD against the originals and the codebook's usage over all tokens.
 
-    python scripts/evaluate_tokenizer.py src/facemend/bundled/tokenizer-tiny data/prepared256/test -o reports/tokenizer
+    python scripts/evaluate_tokenizer.py weights/tokenizer-tiny data/prepared256/test -o reports/tokenizer
 
 Writes OUT/{hq,reconstruction}/*.png, OUT/metrics.{json,csv,md} (the `eval` layout) and OUT/codebook.json
 (share of codes used at least once, perplexity of the code frequencies).

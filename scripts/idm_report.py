@@ -14,7 +14,7 @@ part runs when its options are given and OUT/report.md collects the parts:
 
     LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/idm_report.py \
         --original data/prepared256 --cleaned data/cleaned256/round-1 \
-        --round 1=snapshots/idm-tiny-denoise --round 2=runs/idm-tiny-refine-round-1/denoise \
+        --round 1=src/facemend/bundled/idm-tiny --round 2=runs/idm-tiny-refine-round-1/denoise \
         --round "2 control (original faces)=runs/idm-tiny-refine/denoise" --data data/facemend-test-128 \
         --tokenizer original=runs/tokenizer-tiny-beyond-original/reconstruct \
         --tokenizer cleaned=runs/tokenizer-tiny-beyond-cleaned/reconstruct --test-faces data/prepared256/test \

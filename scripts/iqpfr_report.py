@@ -39,14 +39,14 @@ SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)
 # fp16 snapshots where a model has no bundled weights (daefr-q's, 26 MB in fp16, stay in runs/)
 MODELS = {
     "baseline": ("baseline", "baseline", False, ""),
-    "baseline-q": ("baseline-q", "snapshots/baseline-q-tiny-fusion", True, ""),
+    "baseline-q": ("baseline-q", "weights/baseline-q-tiny-fusion", True, ""),
     # daefr's and iqpfr's defaults blend the input back in, which would hide what the models change
     "daefr": ("daefr", "daefr", False, ",keep_input=0"),
     "daefr-q": ("daefr-q", "runs/daefr-q-tiny/fusion", True, ",keep_input=0"),
     "iqpfr": ("iqpfr", "iqpfr", True, ",keep_input=0"),
     "iqpfr without the HQ+ codebook": (
         "iqpfr-no-hqplus",
-        "snapshots/iqpfr-tiny-ablation-no-hqplus-fusion",
+        "weights/iqpfr-tiny-ablation-no-hqplus-fusion",
         True,
         ",keep_input=0",
     ),

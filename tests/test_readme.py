@@ -97,9 +97,9 @@ def test_readme_test_command_is_the_ci_command():
 
 def test_readme_terms_name_every_weights_folder():
     terms = README.read_text(encoding="utf-8").split("## Terms of the weights", 1)[1].split("\n## ", 1)[0]
-    for folder in (REPO / "src" / "facemend" / "bundled", REPO / "snapshots"):
-        prefix = f"`{folder.relative_to(REPO)}/`:"
-        listed = terms.split(prefix, 1)[1].split(";\n", 1)[0].split(".\n", 1)[0]
-        named = set(re.findall(r"`([^`]+)`", listed))
+    for folder in (REPO / "src" / "facemend" / "bundled", REPO / "weights"):
+        item = re.search(rf"^- `{re.escape(str(folder.relative_to(REPO)))}/`[^:]*:(.*?)[;.]$", terms, flags=re.M | re.S)
+        assert item, f"README's terms do not list {folder.relative_to(REPO)}/"
+        named = set(re.findall(r"`([^`]+)`", item.group(1)))
         present = {path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith((".", "_"))}
-        assert named == present, f"{prefix} README names {sorted(named)}, the folder holds {sorted(present)}"
+        assert named == present, f"{folder.name}/: README names {sorted(named)}, the folder holds {sorted(present)}"

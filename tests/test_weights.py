@@ -93,3 +93,30 @@ def test_repository_registry_matches_the_bundled_files():
 
     for name in bundled_registry():
         assert bundled(name).state_dict
+
+
+def _weights_manifest_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "weights_manifest.py"
+    spec = importlib.util.spec_from_file_location("weights_manifest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weights_manifest_lists_every_weights_folder_as_it_is():
+    script = _weights_manifest_script()
+    problems = script.stale(script.read_manifest(), script.manifest(commits=False))
+    assert not problems, f"{problems}: run python scripts/weights_manifest.py"
+
+
+def test_weights_manifest_check_names_missing_and_changed_folders():
+    script = _weights_manifest_script()
+    entry = {"kind": "idm", "commit": "abc", "files": {"model.safetensors": {"sha256": "1", "size": 1}}}
+    changed = {**entry, "commit": "def", "files": {"model.safetensors": {"sha256": "2", "size": 1}}}
+    assert script.stale({"a": entry}, {"a": {**entry, "commit": None}}) == []  # commits are not compared
+    assert script.stale({"a": entry}, {"a": entry, "b": entry}) == ["b: not in the manifest"]
+    assert script.stale({"a": entry}, {"a": changed}) == ["a: changed since the manifest was written"]
+    assert script.stale({"a": entry, "b": entry}, {"a": entry}) == ["b: in the manifest, but no weights folder there"]

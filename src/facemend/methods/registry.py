@@ -155,7 +155,7 @@ _REGISTERED = [
             "baseline with IQPFR's quality conditioning (the target score embedded into the LQ latent)",
             lookup_knobs(True),
             "fusion",
-            "snapshots/baseline-q-tiny-fusion",
+            "weights/baseline-q-tiny-fusion",
         ),
         _not_trained_yet(
             "daefr-q",
