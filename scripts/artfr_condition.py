@@ -5,7 +5,7 @@ measurement; this is it, in one command.
     LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/artfr_condition.py --data data/facemend-test-128 \
         -o reports/artfr-condition [--steps 400] [--limit 200]
 
-For each condition it trains configs/artfr-tiny.yaml's `tokens` stage alone, from the same prior and seed, at the
+For each condition it trains configs/artfr/tiny.yaml's `tokens` stage alone, from the same prior and seed, at the
 same short budget (`--steps`, warm-up a quarter of it, cosine decay), into runs/artfr-tiny-condition-COND/
 (an interrupted run resumes; a finished one is reused), then benchmarks the exported weights with the predicted
 codes decoded alone (fidelity 0, no fusion trained yet) at 1 and 8 sampling steps on the `medium` and `heavy`
@@ -63,7 +63,7 @@ def train_condition(config_dict: dict) -> tuple[Path, float | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path("configs/artfr-tiny.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/artfr/tiny.yaml"))
     parser.add_argument("--steps", type=int, default=400, help="training steps per condition")
     parser.add_argument("--data", type=Path, required=True, help="facemend-test: holds medium/ and heavy/")
     parser.add_argument("-o", "--out", type=Path, required=True)

@@ -57,7 +57,7 @@ def main() -> None:
 
 def network_timings() -> None:
     tiny = load_restorer("baseline")
-    base_config = load_train_config(REPO / "configs" / "baseline-base.yaml")
+    base_config = load_train_config(REPO / "configs" / "baseline" / "base.yaml")
     base = BaselineRestorer(BaselineModel(build(BaselineConfig, base_config.model, "model")))
     print(f"`--precision auto` is {resolve_precision('auto')} on this CPU")
     print("| model | face px | precision | batch | s / face |\n|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """The DAEFR ablation table of issue 5, in one command. It trains nothing: it benchmarks the four rows' trained
-weights (configs/daefr-tiny-ablation-{hq-only,no-association,association,fusion}.yaml, all at the same budget
-up to their predict stage) and the bundled daefr on facemend-test's `medium` and `heavy`
+weights (configs/daefr/experiments/tiny-ablation-{hq-only,no-association,association,fusion}.yaml, all at the
+same budget up to their predict stage) and the bundled daefr on facemend-test's `medium` and `heavy`
 presets with `facemend benchmark`'s Python API, and writes one markdown table, OUT/ablation.md (each preset's
 full benchmark stays in OUT/<preset>/).
 

@@ -8,9 +8,9 @@ part runs when its options are given and OUT/report.md collects the parts:
 - `--round K=MODEL` (repeatable): each round's model benchmarked on facemend-test (`--data`, `medium` and
   `heavy`): PSNR, SSIM, IDD, NIQE, FD-dlib, seconds per face.
 - `--tokenizer NAME=WEIGHTS` (repeatable, "beyond restoration"): tokenizers trained with the same budget on the
-  original and on the cleaned faces (configs/tokenizer-tiny-beyond-{original,cleaned}.yaml); each reconstructs
-  the faces of `--test-faces` (a prepare test split, untouched by clean) and its reconstructions are measured:
-  NIQE, BRISQUE, FD-dlib, and PSNR-Y / IDD against the faces.
+  original and on the cleaned faces (configs/tokenizer/experiments/tiny-beyond-{original,cleaned}.yaml); each
+  reconstructs the faces of `--test-faces` (a prepare test split, untouched by clean) and its reconstructions are
+  measured: NIQE, BRISQUE, FD-dlib, and PSNR-Y / IDD against the faces.
 
     LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/idm_report.py \
         --original data/prepared256 --cleaned data/cleaned256/round-1 \

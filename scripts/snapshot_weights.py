@@ -1,7 +1,7 @@
 """Export the EMA weights of a run's last checkpoint, mid-stage, as a weights folder (fp16): a snapshot to
 commit when a long stage spans sessions, so that losing `runs/` loses no more than the steps since.
 
-    python scripts/snapshot_weights.py configs/tokenizer-tiny-32.yaml -o weights/tokenizer-tiny-32
+    python scripts/snapshot_weights.py configs/tokenizer/tiny-32.yaml -o weights/tokenizer-tiny-32
 
 Training continues from it (a fresh optimiser) with
 `facemend train CONFIG --stage STAGE --init FOLDER`, the stage's steps then counting from zero again.

@@ -113,11 +113,10 @@ def stale(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     recorded, current = without_commits(recorded), without_commits(current)
     problems = [f"{folder}: not in the manifest" for folder in current if folder not in recorded]
     problems += [f"{folder}: in the manifest, but no weights folder there" for folder in recorded.keys() - current]
-    problems += [
-        f"{folder}: changed since the manifest was written"
-        for folder in current
-        if folder in recorded and recorded[folder] != current[folder]
-    ]
+    for folder in (folder for folder in current if folder in recorded):
+        changed = [key for key in current[folder] if recorded[folder].get(key) != current[folder][key]]
+        if changed:
+            problems.append(f"{folder}: {', '.join(changed)} changed since the manifest was written")
     return problems
 
 

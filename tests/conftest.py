@@ -6,6 +6,17 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def config_path(run: str) -> Path:
+    """The committed training config of the run called `run`: configs/METHOD/[experiments/]NAME.yaml trains the
+    run METHOD-NAME."""
+    for path in (REPO / "configs").rglob("*.yaml"):
+        if f"{path.relative_to(REPO / 'configs').parts[0]}-{path.stem}" == run:
+            return path
+    raise FileNotFoundError(f"no config under configs/ trains the run {run!r}")
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 EXAMPLES = REPO / "examples"
 

@@ -206,7 +206,7 @@ def test_condition_comparison_trains_the_tokens_stage_alone():
     from facemend.training.config import load_train_config
 
     script = _script("artfr_condition")
-    base = yaml.safe_load((REPO / "configs" / "artfr-tiny.yaml").read_text())
+    base = yaml.safe_load((REPO / "configs" / "artfr" / "tiny.yaml").read_text())
     for condition in script.CONDITIONS:
         config = load_train_config(script.condition_config(base, condition, 40))
         assert config.name == f"artfr-tiny-condition-{condition}"

@@ -59,16 +59,19 @@ def test_repository_configs_load(tmp_path):
     from conftest import REPO
     from facemend.methods.registry import recipe_for
 
-    for path in sorted((REPO / "configs").glob("*.yaml")):
+    paths = sorted((REPO / "configs").rglob("*.yaml"))
+    assert paths
+    for path in paths:
         config = load_train_config(path)
         recipe_for(config)  # validates the model and discriminator sections
-        assert config.name == path.stem
+        folder = path.relative_to(REPO / "configs").parts[0]  # configs/METHOD/[experiments/]NAME.yaml
+        assert config.name == f"{folder}-{path.stem}", f"{path}: its run folder is runs/{config.name}"
 
 
 def test_training_config_errors_name_file_and_field(tmp_path):
     from conftest import REPO
 
-    text = (REPO / "configs" / "tokenizer-tiny.yaml").read_text()
+    text = (REPO / "configs" / "tokenizer" / "tiny.yaml").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("  batch_size: 16", "  batch_size: 0"))
     with pytest.raises(ConfigError, match=r"bad\.yaml: data: batch_size must be >= 1"):

@@ -384,7 +384,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
 
 
 def test_paper_scale_model_says_how_to_get_it():
-    with pytest.raises(FacemendError, match=r"'daefr-base' has no bundled weights: train it .*configs/daefr-base.yaml"):
+    with pytest.raises(FacemendError, match=r"'daefr-base' has no bundled weights: train it .*configs/daefr/base.yaml"):
         resolve_model("daefr-base")
 
 
@@ -428,7 +428,7 @@ def paper_scale_step(name: str, stage_name: str, prior: dict | None = None):
 
 
 def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
-    recipe, _, _ = paper_scale_step("daefr-base", "predict")
+    recipe, _, _ = paper_scale_step("daefr/base", "predict")
     assert recipe.config.tokenizer.token_grid == 16 and recipe.config.tokenizer.codebook_dim == 256
 
 

@@ -268,7 +268,7 @@ def test_idm_is_bundled_and_idm_base_says_how_to_get_it():
     first = restorer(faces, **knobs)
     assert first.shape == faces.shape and torch.equal(first, restorer(faces, **knobs))
     assert not torch.allclose(first, faces, atol=1e-3)  # the trained model changes the faces at its defaults
-    with pytest.raises(FacemendError, match=r"'idm-base' has no bundled weights: train it .*configs/idm-base.yaml"):
+    with pytest.raises(FacemendError, match=r"'idm-base' has no bundled weights: train it .*configs/idm/base.yaml"):
         resolve_model("idm-base")
 
 
@@ -299,8 +299,8 @@ def in_process_loading(monkeypatch):
 
 
 def small_train_config(root: Path, runs: Path, steps: int = 3) -> dict:
-    """configs/idm-tiny.yaml with a small UNet on 32-px faces."""
-    config = yaml.safe_load((REPO / "configs" / "idm-tiny.yaml").read_text())
+    """configs/idm/tiny.yaml with a small UNet on 32-px faces."""
+    config = yaml.safe_load((REPO / "configs" / "idm" / "tiny.yaml").read_text())
     config["model"].update(image_size=32, unet=to_dict(SMALL_UNET))
     config["data"].update(root=str(root), size=32, batch_size=2, workers=0, val_faces=2, cache_dir=str(runs / "c"))
     config["trainer"].update(runs_dir=str(runs), log_every=1, sample_every=1000)
@@ -328,7 +328,7 @@ def test_a_short_training_run_exports_a_restorer(dataset, tmp_path, in_process_l
 
 def test_idm_base_builds_and_takes_one_training_step():
     """At 64 px, not 512: the UNet is resolution-agnostic, and a 512-px step on CPU would take a minute."""
-    config = load_train_config(REPO / "configs" / "idm-base.yaml")
+    config = load_train_config(REPO / "configs" / "idm" / "base.yaml")
     assert config.model["image_size"] == 512 and config.data.size == 512
     recipe = recipe_for(config)
     model = recipe.build_model().train()

@@ -126,7 +126,7 @@ def test_calibration_fit_and_round_trip(tmp_path):
         build(IqpfrConfig, {"quality_conditioning": {"bins": 1}}, "model")
 
 
-@pytest.mark.parametrize("name", ["iqpfr-tiny", "baseline-q-tiny", "daefr-q-tiny"])
+@pytest.mark.parametrize("name", ["iqpfr/tiny", "baseline/q-tiny", "daefr/q-tiny"])
 def test_training_refuses_a_prior_that_was_never_calibrated(name):
     from facemend.methods.registry import recipe_for
     from facemend.training.trainer import check_config
@@ -431,9 +431,9 @@ def test_stage_errors_name_the_field(name, change, message, prepared_faces, tmp_
 
 def test_untrained_models_say_how_to_get_them():
     for name, config in (
-        ("iqpfr-base", "iqpfr-base"),
-        ("baseline-q", "baseline-q-tiny"),
-        ("daefr-q", "daefr-q-tiny"),
+        ("iqpfr-base", "iqpfr/base"),
+        ("baseline-q", "baseline/q-tiny"),
+        ("daefr-q", "daefr/q-tiny"),
     ):
         blends = [] if name == "baseline-q" else ["keep_input"]  # iqpfr's and daefr's input blends
         assert [knob.name for knob in MODELS[name].knobs] == ["fidelity", "quality", *blends]
@@ -459,7 +459,7 @@ def test_bundled_iqpfr_restores_and_its_quality_knob_steers_it():
 def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
     began = time.perf_counter()
     prior = {"metric": "niqe", "size": 512, "centre": 8.0, "scale": 2.0}  # any calibration: the config has none
-    recipe, model, out = paper_scale_step("iqpfr-base", "predict", prior)  # 512 px; with the quality loss
+    recipe, model, out = paper_scale_step("iqpfr/base", "predict", prior)  # 512 px; with the quality loss
     print(f"iqpfr-base: built and one predict step at batch 1 in {time.perf_counter() - began:.1f} s")
     assert recipe.config.tokenizer.token_grid == 16 and recipe.config.tokenizer.codebook_dim == 256
     assert model.transformer.head.out_features == 2 * 1024 and "quality" in out.logs

@@ -171,7 +171,7 @@ def test_models_to_train_are_listed_apart_and_not_offered():
 
 def test_baseline_q_names_its_weights_folder_and_it_loads():
     info = MODELS["baseline-q"]
-    assert info.how_to_get() == "train it: configs/baseline-q-tiny.yaml; weights folder: weights/baseline-q-tiny-fusion"
+    assert info.how_to_get() == "train it: configs/baseline/q-tiny.yaml; weights folder: weights/baseline-q-tiny-fusion"
     restorer = restorer_from_folder(REPO / info.weights_folder)
     assert isinstance(restorer, RESTORER_KINDS["baseline"]) and [k.name for k in restorer.knobs] == [
         "fidelity",
@@ -185,7 +185,7 @@ def test_models_and_help_list_the_runnable_models_first(capsys):
     runnable, to_train = out.split("Models to train first")
     assert all(f"\n{name}" in runnable or runnable.startswith(name) for name in runnable_models()[1:])
     assert "\nbaseline-q: " in to_train and "weights folder: weights/baseline-q-tiny-fusion" in to_train
-    assert "\nidm-base: " in to_train and "train it: configs/idm-base.yaml" in to_train
+    assert "\nidm-base: " in to_train and "train it: configs/idm/base.yaml" in to_train
     assert "not trained yet" not in out
     model_help = next(action.help for action in _restore_parser()._actions if "--model" in action.option_strings)
     assert model_help.index("artfr, idm") < model_help.index("to train first") < model_help.index("idm-base")

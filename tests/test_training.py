@@ -14,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO
+from conftest import REPO, config_path
 from facemend.config import ConfigError
 from facemend.methods.registry import recipe_for
 from facemend.training.config import load_train_config
@@ -79,7 +79,7 @@ def stage_losses(run_dir: Path, stage: str, key: str = "loss") -> list[float]:
 
 
 def tiny(name: str, root: Path, runs: Path, steps: int) -> dict:
-    config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+    config = yaml.safe_load(config_path(name).read_text())
     config["data"].update(root=str(root), batch_size=4, workers=0, val_faces=4, cache_dir=str(runs / "cache"))
     config["trainer"].update(runs_dir=str(runs), log_every=1, sample_every=1000)
     for stage in config["stages"]:
@@ -231,7 +231,7 @@ def test_bad_training_configs_stop_with_the_field_named(prepared_faces, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("name", ["tokenizer-base", "baseline-base", "artfr-base"])
+@pytest.mark.parametrize("name", ["tokenizer/base", "baseline/base", "artfr/base"])
 def test_base_configs_build_and_take_one_training_step(name):
     config = load_train_config(REPO / "configs" / f"{name}.yaml")
     recipe = recipe_for(config)
@@ -267,7 +267,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
 
 
 def test_precision_override_on_the_command_line_is_checked(tmp_path):
-    result = _cli("train", str(REPO / "configs" / "tokenizer-tiny.yaml"), "--precision", "fp8", cwd=tmp_path)
+    result = _cli("train", str(REPO / "configs" / "tokenizer" / "tiny.yaml"), "--precision", "fp8", cwd=tmp_path)
     assert result.returncode == 2
     assert "command-line override of trainer: precision must be one of auto" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

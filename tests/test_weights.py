@@ -118,5 +118,5 @@ def test_weights_manifest_check_names_missing_and_changed_folders():
     changed = {**entry, "commit": "def", "files": {"model.safetensors": {"sha256": "2", "size": 1}}}
     assert script.stale({"a": entry}, {"a": {**entry, "commit": None}}) == []  # commits are not compared
     assert script.stale({"a": entry}, {"a": entry, "b": entry}) == ["b: not in the manifest"]
-    assert script.stale({"a": entry}, {"a": changed}) == ["a: changed since the manifest was written"]
+    assert script.stale({"a": entry}, {"a": changed}) == ["a: files changed since the manifest was written"]
     assert script.stale({"a": entry, "b": entry}, {"a": entry}) == ["b: in the manifest, but no weights folder there"]

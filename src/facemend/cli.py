@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     noharm.set_defaults(run=cmd_benchmark_noharm)
 
     training = commands.add_parser("train", help="train a model from a YAML config (stages run in order)")
-    training.add_argument("config", help="training config, e.g. configs/tokenizer-tiny.yaml")
+    training.add_argument("config", help="training config, e.g. configs/tokenizer/tiny.yaml")
     training.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     training.add_argument("--stage", help="start fresh at this stage (from its init or the previous export)")
     training.add_argument("--init", help="with --stage: the weights folder that stage starts from")

@@ -1,10 +1,10 @@
 """`daefr`: dual associated encoders (DAEFR, Tsai et al., ICLR 2024). What LIAGM/DAEFR's code fixes is taken
 from it (facts read from its public code); the rest is ours:
 
-- HQ prior: the shared HQ tokenizer (`hq_tokenizer`; tiny: configs/tokenizer-tiny-32.yaml), frozen: its encoder
+- HQ prior: the shared HQ tokenizer (`hq_tokenizer`; tiny: configs/tokenizer/tiny-32.yaml), frozen: its encoder
   and codebook give the HQ faces' target codes; only its decoder is fine-tuned, with the fusion, as baseline's.
 - LQ branch: a second tokenizer of the same config (`lq_tokenizer`), trained by self-reconstruction on LQ faces
-  with its own codebook (recipe `tokenizer-lq`, configs/tokenizer-lq-tiny-32.yaml).
+  with its own codebook (recipe `tokenizer-lq`, configs/tokenizer/lq-tiny-32.yaml).
 - Branch encoders: `hq_branch_encoder` and `lq_branch_encoder` start as copies of the two tokenizers' encoders;
   they are what the association aligns and the prediction fine-tunes, while the tokenizers keep their own
   encoders (the HQ one for the target codes).

@@ -6,7 +6,7 @@
   then being the independent metric (or the reverse, `metric: brisque`; see the caution there about NIQE on
   128-px faces). `facemend score` scores a folder and fits the calibration, which the config keeps
   (`quality_conditioning.prior`) and the weights carry.
-- Common codebook: the shared HQ tokenizer's (tiny: configs/tokenizer-tiny-32.yaml), whose encoder and codebook
+- Common codebook: the shared HQ tokenizer's (tiny: configs/tokenizer/tiny-32.yaml), whose encoder and codebook
   stay frozen; they give every HQ face its common codes.
 - HQ+ codebook (`hqplus`): a second quantizer of the same size on the same encoder latent, starting as a copy of
   the common codebook. Its stage (`training/recipes/iqpfr.py`) trains it with the shared decoder on the faces

@@ -95,18 +95,23 @@ def _untrained(name: str, config: str, export: str, folder: str | None = None) -
 
 
 def _not_trained_yet(
-    method: str, description: str, knobs: tuple[Knob, ...], stage: str, folder: str | None = None
+    method: str,
+    description: str,
+    knobs: tuple[Knob, ...],
+    stage: str,
+    folder: str | None = None,
+    config: str | None = None,
 ) -> ModelInfo:
-    """A method whose tiny weights are not bundled: it says how to train them from `configs/METHOD-tiny.yaml`
-    (and names `folder`, weights of it trained here, when there are some)."""
-    config = f"configs/{method}-tiny.yaml"
+    """A method whose tiny weights are not bundled: it says how to train them from `config` (default
+    `configs/METHOD/tiny.yaml`) and names `folder`, weights of it trained here, when there are some."""
+    config = config or f"configs/{method}/tiny.yaml"
     build = _untrained(method, config, f"runs/{method}-tiny/{stage}", folder)
     return ModelInfo(method, f"{description} (tiny: 128-px faces)", build, knobs, config, folder)
 
 
 def _paper_scale(method: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
-    """`METHOD-base`: the method at paper scale, trained by the user from `configs/METHOD-base.yaml`."""
-    name, config = f"{method}-base", f"configs/{method}-base.yaml"
+    """`METHOD-base`: the method at paper scale, trained by the user from `configs/METHOD/base.yaml`."""
+    name, config = f"{method}-base", f"configs/{method}/base.yaml"
     build = _untrained(name, config, f"runs/{name}/{stage}")
     return ModelInfo(name, f"{method} at paper scale (512-px faces)", build, knobs, config)
 
@@ -156,12 +161,14 @@ _REGISTERED = [
             lookup_knobs(True),
             "fusion",
             "weights/baseline-q-tiny-fusion",
+            "configs/baseline/q-tiny.yaml",
         ),
         _not_trained_yet(
             "daefr-q",
             "daefr with IQPFR's quality conditioning (the target score embedded into the combined latent)",
             lookup_knobs(True, DaefrRestorer.default_keep_input),
             "fusion",
+            config="configs/daefr/q-tiny.yaml",
         ),
         _tiny(
             "artfr",

@@ -15,7 +15,7 @@
   Measured (idm-tiny, 653 steps of diffusion + L1 + perceptual at weights 1/1/1 from the 5,646-step snapshot,
   100 facemend-test faces, one step): NIQE 23.2 → 19.8 (medium) and 21.9 → 17.9 (heavy), but IDD 0.394 → 0.416
   and 0.550 → 0.564, FD-dlib 0.066 → 0.075 and 0.107 → 0.117: sharper, further from the person. So
-  configs/idm-tiny.yaml trains on the diffusion loss alone.
+  configs/idm/tiny.yaml trains on the diffusion loss alone.
 - No adversarial loss (no discriminator).
 - Validation: PSNR of the LQ input and of samples at 1 and `DEFAULT_STEPS` steps (seed 0) on the fixed batch.
 """

@@ -1,4 +1,4 @@
-"""How `iqpfr` is trained, on the frozen common tokenizer (stages in configs/iqpfr-tiny.yaml):
+"""How `iqpfr` is trained, on the frozen common tokenizer (stages in configs/iqpfr/tiny.yaml):
 
 - `hqplus` (any stage that trains `hqplus`): the HQ+ codebook and the shared decoder learn on the faces scoring
   ≥ the stage's `min_score` (`data.scores`: `facemend score` over the training folder), the encoder and common
