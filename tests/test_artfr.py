@@ -172,7 +172,7 @@ def test_artfr_is_bundled_and_artfr_base_says_how_to_get_it():
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"artfr_{name}", REPO / "experiments" / "artfr" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -205,7 +205,7 @@ def test_condition_comparison_trains_the_tokens_stage_alone():
     from facemend.methods.registry import recipe_for
     from facemend.training.config import load_train_config
 
-    script = _script("artfr_condition")
+    script = _script("condition")
     base = yaml.safe_load((REPO / "configs" / "artfr" / "tiny.yaml").read_text())
     for condition in script.CONDITIONS:
         config = load_train_config(script.condition_config(base, condition, 40))
@@ -218,7 +218,7 @@ def test_condition_comparison_trains_the_tokens_stage_alone():
 
 
 def test_oracle_codes_decode_the_hq_faces_own_codes(weights_folder):
-    script = _script("artfr_oracle_codes")
+    script = _script("oracle_codes")
     restorer, _ = resolve_model(str(weights_folder))
     model, size = restorer.model, SMALL.tokenizer.image_size
     lq, hq = (torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(s)) for s in (0, 1))

@@ -433,7 +433,7 @@ def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
 
 
 def test_ablation_script_writes_one_table(tmp_path):
-    spec = importlib.util.spec_from_file_location("daefr_ablation", REPO / "scripts" / "daefr_ablation.py")
+    spec = importlib.util.spec_from_file_location("daefr_ablation", REPO / "experiments" / "daefr" / "ablation.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     row = dict.fromkeys(script.COLUMNS, 0.5)

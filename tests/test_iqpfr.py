@@ -466,7 +466,7 @@ def test_paper_scale_config_builds_and_takes_a_predict_step_at_batch_1():
 
 
 def report_script():
-    spec = importlib.util.spec_from_file_location("iqpfr_report", REPO / "scripts" / "iqpfr_report.py")
+    spec = importlib.util.spec_from_file_location("iqpfr_report", REPO / "experiments" / "iqpfr" / "report.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script

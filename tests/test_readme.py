@@ -69,7 +69,7 @@ def test_relative_links_resolve(doc):
 
 def test_nothing_points_at_files_outside_the_repository():
     names = ("DESIGN" + ".md", "STYLE" + ".md")  # split so this file does not match itself
-    folders = [REPO / "docs", REPO / "src", REPO / "scripts", REPO / "tests"]
+    folders = [REPO / "docs", REPO / "src", REPO / "scripts", REPO / "experiments", REPO / "tests"]
     files = [README, *(path for folder in folders for path in folder.rglob("*") if path.suffix in {".md", ".py"})]
     found = [
         f"{path.relative_to(REPO)}: {name}"

@@ -6,7 +6,7 @@ paper's abstract fixes the idea (a masked generative transformer with iterative 
 - Condition: an LQ encoder (a copy of the tokenizer's encoder, fine-tuned) gives a latent on the same token
   grid; `condition: add` adds it, projected, to every token embedding; `cross` lets the tokens cross-attend to
   it (`models/masked_transformer.py`). The grid positions correspond one to one, which `add` uses directly.
-  Measured (`scripts/artfr_condition.py`: the `tokens` stage alone from the same prior and seed, 150 steps at
+  Measured (`experiments/artfr/condition.py`: the `tokens` stage alone from the same prior and seed, 150 steps at
   batch 16): `add` reached a training CE of 6.17 and 1.9% val code accuracy, `cross` 6.71 and 0.9%, at the
   same ~5 s/step; so `add` is the default.
 - Training (`training/recipes/artfr.py`): mask a share γ(r), r ~ U(0, 1), of the HQ face's codes (γ = the

@@ -5,7 +5,7 @@ decodes the same aligned test faces from three code sources, at fidelity 0 and 1
 - `oracle`: the HQ face's own codes (the tokenizer's encoding of the ground truth: 100% code accuracy);
 - `lq latent`: the LQ encoder's unit-normalised latent itself, no codes (what `feature_mse` pulls to the codes).
 
-    python scripts/artfr_oracle_codes.py --model artfr --data data/facemend-test-128 -o reports/artfr-oracle \
+    python experiments/artfr/oracle_codes.py --model artfr --data data/facemend-test-128 -o reports/artfr-oracle \
         [--limit 200]
 
 The faces go to the model as aligned crops (no detection or pasting: the test set's faces are aligned), so the

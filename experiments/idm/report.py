@@ -12,7 +12,7 @@ part runs when its options are given and OUT/report.md collects the parts:
   reconstructs the faces of `--test-faces` (a prepare test split, untouched by clean) and its reconstructions are
   measured: NIQE, BRISQUE, FD-dlib, and PSNR-Y / IDD against the faces.
 
-    LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/idm_report.py \
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python experiments/idm/report.py \
         --original data/prepared256 --cleaned data/cleaned256/round-1 \
         --round 1=src/facemend/bundled/idm-tiny --round 2=runs/idm-tiny-refine-round-1/denoise \
         --round "2 control (original faces)=runs/idm-tiny-refine/denoise" --data data/facemend-test-128 \

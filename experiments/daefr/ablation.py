@@ -4,7 +4,7 @@ same budget up to their predict stage) and the bundled daefr on facemend-test's 
 presets with `facemend benchmark`'s Python API, and writes one markdown table, OUT/ablation.md (each preset's
 full benchmark stays in OUT/<preset>/).
 
-    LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/daefr_ablation.py --data data/facemend-test-128 \
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python experiments/daefr/ablation.py --data data/facemend-test-128 \
         -o reports/daefr-ablation [--limit 200]
 
 Rows: the LQ input (the bar a restorer must clear); each ablation row's predicted codes decoded alone (w = 0,

@@ -2,7 +2,7 @@
 or `cross` (cross-attention to it after each self-attention)? Issue 6 asks for the choice to rest on a
 measurement; this is it, in one command.
 
-    LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/artfr_condition.py --data data/facemend-test-128 \
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python experiments/artfr/condition.py --data data/facemend-test-128 \
         -o reports/artfr-condition [--steps 400] [--limit 200]
 
 For each condition it trains configs/artfr/tiny.yaml's `tokens` stage alone, from the same prior and seed, at the

@@ -2,7 +2,7 @@
 facemend-test's `medium` and `heavy` presets with `facemend benchmark`'s Python API and writes one markdown
 table, OUT/iqpfr.md (each preset's full benchmark stays in OUT/<preset>/).
 
-    LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/iqpfr_report.py --data data/facemend-test-128 \
+    LD_PRELOAD=libtcmalloc_minimal.so.4 python experiments/iqpfr/report.py --data data/facemend-test-128 \
         -o reports/iqpfr [--fidelity 0,1] [--limit 200]
 
 Rows, per preset and fidelity w: the LQ input; the `quality` sweep of iqpfr (0.2, 0.4, 0.6, 0.8, 1.0), whose
