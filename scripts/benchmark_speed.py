@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from facemend.config import build
-from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
+from facemend.methods.baseline.model import BaselineConfig, BaselineModel, BaselineRestorer
 from facemend.methods.registry import DEFAULT_MODEL, load_restorer
 from facemend.precision import resolve_precision
 from facemend.training.config import load_train_config

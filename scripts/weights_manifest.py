@@ -14,7 +14,6 @@ script is the whole update.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from facemend.weights import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "weights" / "MANIFEST.json"
@@ -41,14 +42,6 @@ def weights_folders() -> list[Path]:
         for path in sorted(parent.iterdir())
         if path.is_dir() and (path / "config.json").is_file()
     ]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def training_configs() -> dict[str, tuple[Path, dict[str, Any]]]:

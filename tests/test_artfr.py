@@ -11,13 +11,13 @@ import torch
 from conftest import REPO
 from facemend.config import to_dict
 from facemend.errors import FacemendError
-from facemend.methods.artfr import ArtfrConfig, ArtfrModel, ArtfrRestorer
+from facemend.methods.artfr.model import ArtfrConfig, ArtfrModel, ArtfrRestorer
+from facemend.methods.artfr.recipe import random_mask
 from facemend.methods.base import resize_faces
 from facemend.methods.registry import resolve_model
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.tokenizer import TokenizerConfig
 from facemend.samplers.maskgit import MaskGitScheduler, cosine_mask_ratio
-from facemend.training.recipes.artfr import random_mask
 from facemend.weights import save_weights
 
 VOCABULARY, LENGTH = 16, 64

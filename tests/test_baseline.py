@@ -7,7 +7,7 @@ import torch
 
 from facemend.config import to_dict
 from facemend.errors import FacemendError
-from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
+from facemend.methods.baseline.model import BaselineConfig, BaselineModel, BaselineRestorer
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.tokenizer import TokenizerConfig
 from facemend.weights import save_weights
@@ -129,8 +129,8 @@ def test_precision_is_checked_and_auto_follows_the_cpu():
 
 
 def test_fusion_stage_can_start_from_weights_with_other_fused_levels(weights_folder):
+    from facemend.methods.baseline.recipe import BaselineRecipe
     from facemend.training.config import StageConfig
-    from facemend.training.recipes.baseline import BaselineRecipe
     from facemend.weights import load_weights
 
     more_levels = to_dict(SMALL) | {"fusion_levels": [0, 1, 2]}
@@ -147,7 +147,7 @@ def test_fusion_stage_can_start_from_weights_with_other_fused_levels(weights_fol
 
 
 def test_fidelity_draw_is_uniform_or_at_the_two_ends():
-    from facemend.training.recipes.fusion_stage import draw_fidelity
+    from facemend.training.fusion_stage import draw_fidelity
 
     torch.manual_seed(0)
     uniform = draw_fidelity(4000, None, "cpu")

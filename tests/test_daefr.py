@@ -16,17 +16,17 @@ from einops import rearrange
 from conftest import REPO
 from facemend.config import ConfigError, build, to_dict
 from facemend.errors import FacemendError
-from facemend.methods.daefr import MAX_LOGIT_SCALE, DaefrConfig, DaefrModel, DaefrRestorer
+from facemend.methods.daefr.cross_attention import CrossAttention
+from facemend.methods.daefr.model import MAX_LOGIT_SCALE, DaefrConfig, DaefrModel, DaefrRestorer
 from facemend.methods.registry import recipe_for, resolve_model
 from facemend.models.code_transformer import CodeTransformerConfig
-from facemend.models.cross_attention import CrossAttention
 from facemend.models.quality_conditioning import QualityConditioningConfig
 from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
 from facemend.pipelines.benchmark import slug
 from facemend.quality.prior import QualityPriorConfig
 from facemend.training.config import StageConfig, load_train_config
 from facemend.training.losses import patch_association_loss
-from facemend.training.recipes.tokenizer import LqTokenizerRecipe
+from facemend.training.tokenizer_recipe import LqTokenizerRecipe
 from facemend.training.trainer import check_config
 from facemend.weights import load_weights, save_weights
 from test_training import run, stage_losses, tiny
@@ -279,7 +279,7 @@ def test_stage_errors_name_the_field(prepared_faces, tmp_path):
 
 
 def test_starting_weights_are_checked(tmp_path):
-    from facemend.training.recipes.daefr import DaefrRecipe
+    from facemend.methods.daefr.recipe import DaefrRecipe
 
     recipe = DaefrRecipe(to_dict(small()), {})
     model = recipe.build_model()

@@ -20,7 +20,7 @@ from facemend.data import parallel
 from facemend.data.datasets import face_files, first_by_hash
 from facemend.errors import FacemendError
 from facemend.methods.base import resize_faces
-from facemend.methods.idm import (
+from facemend.methods.idm.model import (
     DEFAULT_KEEP_INPUT,
     DEFAULT_NOISE_SCALE,
     DEFAULT_STEPS,

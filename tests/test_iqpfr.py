@@ -19,9 +19,10 @@ from facemend.cli import main
 from facemend.config import ConfigError, build, to_dict
 from facemend.errors import FacemendError
 from facemend.methods.base import keep_input_knob
-from facemend.methods.baseline import BaselineConfig, BaselineModel, BaselineRestorer
-from facemend.methods.daefr import DaefrConfig, DaefrModel
-from facemend.methods.iqpfr import IqpfrConfig, IqpfrModel, IqpfrRestorer
+from facemend.methods.baseline.model import BaselineConfig, BaselineModel, BaselineRestorer
+from facemend.methods.daefr.model import DaefrConfig, DaefrModel
+from facemend.methods.iqpfr.model import IqpfrConfig, IqpfrModel, IqpfrRestorer
+from facemend.methods.iqpfr.recipe import IqpfrRecipe, straight_through_codes
 from facemend.methods.lookup import FIDELITY, QUALITY
 from facemend.methods.registry import MODELS, resolve_model
 from facemend.models.code_transformer import CodeTransformerConfig
@@ -31,7 +32,6 @@ from facemend.pipelines.benchmark import slug
 from facemend.pipelines.score import read_calibration
 from facemend.quality.prior import DEFAULT_SIZES, QualityPrior, QualityPriorConfig, calibrated_score, fit_calibration
 from facemend.training.config import load_train_config
-from facemend.training.recipes.iqpfr import IqpfrRecipe, straight_through_codes
 from facemend.weights import bundled, load_weights, save_weights
 from test_daefr import changed_parts, check, paper_scale_step
 from test_daefr import small_train_config as daefr_train_config

@@ -107,7 +107,7 @@ def test_patches_keep_every_token_in_its_place():
 
 @pytest.mark.parametrize("condition", ["add", "cross"])
 def test_patched_transformers_predict_every_token(condition):
-    from facemend.models.masked_transformer import MaskedCodeTransformer
+    from facemend.methods.artfr.masked_transformer import MaskedCodeTransformer
 
     config = CodeTransformerConfig(width=32, layers=1, heads=4, patch_size=2)
     lookup = CodeTransformer(config, latent_dim=8, codebook_size=16, grid=8)

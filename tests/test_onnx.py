@@ -126,7 +126,7 @@ def test_export_and_runtime_errors(tmp_path, capsys):
 def test_a_sampler_exports_its_networks_and_keeps_its_loop(tmp_path):
     """artfr: encode, predict (one sampler step) and decode are three graphs; the loop runs in Python."""
     from facemend.config import to_dict
-    from facemend.methods.artfr import ArtfrModel, ArtfrRestorer
+    from facemend.methods.artfr.model import ArtfrModel, ArtfrRestorer
     from facemend.runtime import export_onnx
     from facemend.weights import save_weights
     from test_artfr import SMALL

@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from facemend.config import ConfigError, build
-from facemend.methods.idm import IdmConfig, IdmModel
-from facemend.methods.residual_unet import ResidualUNetConfig, ResidualUNetModel, ResidualUNetRestorer
+from facemend.methods.idm.model import IdmConfig, IdmModel
+from facemend.methods.residual_unet.model import ResidualUNetConfig, ResidualUNetModel, ResidualUNetRestorer
+from facemend.methods.residual_unet.recipe import fold_idm_one_step
 from facemend.models.unet import UNetConfig
 from facemend.training.config import load_train_config
-from facemend.training.recipes.residual_unet import fold_idm_one_step
 from facemend.training.trainer import train
 from facemend.weights import bundled, load_into
 from test_training import small_config as tokenizer_config

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facemend.methods.artfr import ArtfrModel, ArtfrRestorer
+from facemend.methods.artfr.model import ArtfrModel, ArtfrRestorer
 from facemend.methods.base import resize_faces
 from facemend.methods.registry import resolve_model
 from facemend.metrics.report import LABELS, means

@@ -2,12 +2,13 @@
 weights folder (`runs/baseline-tiny/fusion`: any folder holding `config.json` + `model.safetensors` of a
 restorer's kind, e.g. weights a user trained).
 
-The registry is the only place that knows every method; methods never import each other.
+Methods register themselves: each method package (`methods/<name>/`, imported by `facemend.methods`) declares its
+restorer kind, its models and its training recipe here on import. The registry names no method's code; methods
+never import each other.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,22 +18,12 @@ from typing import TYPE_CHECKING
 
 from facemend.config import ConfigError
 from facemend.errors import FacemendError
-from facemend.methods.artfr import ArtfrRestorer
 from facemend.methods.base import Knob, Restorer, WeightsRestorer, with_current_names
-from facemend.methods.baseline import BaselineRestorer
-from facemend.methods.classical import ClassicalRestorer
-from facemend.methods.daefr import DaefrRestorer
-from facemend.methods.idm import IdmRestorer
-from facemend.methods.iqpfr import IqpfrRestorer
-from facemend.methods.lookup import lookup_knobs
-from facemend.methods.residual_unet import ResidualUNetRestorer
 from facemend.weights import bundled, bundled_registry, load_weights
 
 if TYPE_CHECKING:
     from facemend.training.config import TrainConfig
     from facemend.training.recipe import Recipe
-
-BUNDLED_BASELINE = "baseline-tiny"
 
 
 @dataclass(frozen=True)
@@ -55,18 +46,62 @@ class ModelInfo:
         return f"train it: {self.train_config}{folder}"
 
 
-# weights-folder kind → the restorer built from such a folder
-RESTORER_KINDS = {
-    "baseline": BaselineRestorer,
-    "daefr": DaefrRestorer,
-    "artfr": ArtfrRestorer,
-    "iqpfr": IqpfrRestorer,
-    "idm": IdmRestorer,
-    "residual-unet": ResidualUNetRestorer,
-}
+# weights-folder kind → the restorer built from such a folder (`register_restorer`)
+RESTORER_KINDS: dict[str, type[WeightsRestorer]] = {}
+# training recipes by the `recipe:` name of a training config, each a function importing it (`register_recipe`):
+# recipes are imported only when training
+RECIPES: dict[str, Callable[[], type[Recipe]]] = {}
+# the registered models: the runnable ones first (bundled weights, or none needed), then the ones to train first,
+# each in the order registered (`register_model`)
+MODELS: dict[str, ModelInfo] = {}
 
 
-def _from_bundled(restorer: type[WeightsRestorer], name: str) -> Callable[[], Restorer]:
+def register_restorer(restorer: type[WeightsRestorer]) -> type[WeightsRestorer]:
+    """Class decorator: weights folders of `restorer.kind` restore with `restorer`."""
+    RESTORER_KINDS[restorer.kind] = restorer
+    return restorer
+
+
+def register_recipe(name: str, load: Callable[[], type[Recipe]]) -> None:
+    """Training configs with `recipe: NAME` train with the recipe class that `load` imports and returns."""
+    RECIPES[name] = load
+
+
+def register_model(info: ModelInfo) -> None:
+    """Offer `info` under its name (the runnable models listed before the ones to train first)."""
+    models = [*MODELS.values(), info]
+    MODELS.clear()
+    MODELS.update({model.name: model for model in sorted(models, key=lambda model: not model.runnable)})
+
+
+def register_method(
+    name: str, restorer: type[WeightsRestorer], recipe: Callable[[], type[Recipe]], description: str, stage: str
+) -> None:
+    """Register a method: its restorer kind, its recipe, `NAME` (its bundled tiny weights, else how to train them)
+    and `NAME-base` (paper scale); `stage` is the stage whose export restores."""
+    register_restorer(restorer)
+    register_recipe(name, recipe)
+    register_model(tiny_model(name, restorer, description, stage))
+    register_model(paper_scale_model(name, restorer.knobs, stage))
+
+
+def _tokenizer_recipe() -> type[Recipe]:
+    from facemend.training.tokenizer_recipe import TokenizerRecipe
+
+    return TokenizerRecipe
+
+
+def _lq_tokenizer_recipe() -> type[Recipe]:
+    from facemend.training.tokenizer_recipe import LqTokenizerRecipe
+
+    return LqTokenizerRecipe
+
+
+register_recipe("tokenizer", _tokenizer_recipe)  # the shared prior's, no method's
+register_recipe("tokenizer-lq", _lq_tokenizer_recipe)
+
+
+def bundled_model(restorer: type[WeightsRestorer], name: str) -> Callable[[], Restorer]:
     """Builds `restorer` from the bundled weights folder `name`."""
 
     def build() -> Restorer:
@@ -75,15 +110,15 @@ def _from_bundled(restorer: type[WeightsRestorer], name: str) -> Callable[[], Re
     return build
 
 
-def _tiny(method: str, restorer: type[WeightsRestorer], description: str, stage: str) -> ModelInfo:
+def tiny_model(method: str, restorer: type[WeightsRestorer], description: str, stage: str) -> ModelInfo:
     """`METHOD`: its bundled tiny weights (`METHOD-tiny`) when the package holds them, else how to train them."""
     name = f"{method}-tiny"
     if name not in bundled_registry():
-        return _not_trained_yet(method, description, restorer.knobs, stage)
-    return ModelInfo(method, f"{description} (tiny: 128-px faces)", _from_bundled(restorer, name), restorer.knobs)
+        return untrained_model(method, description, restorer.knobs, stage)
+    return ModelInfo(method, f"{description} (tiny: 128-px faces)", bundled_model(restorer, name), restorer.knobs)
 
 
-def _untrained(name: str, config: str, export: str, folder: str | None = None) -> Callable[[], Restorer]:
+def _train_first(name: str, config: str, export: str, folder: str | None = None) -> Callable[[], Restorer]:
     def build() -> Restorer:
         trained_here = f", or use the weights trained here (--model {folder})" if folder else ""
         raise FacemendError(
@@ -94,7 +129,7 @@ def _untrained(name: str, config: str, export: str, folder: str | None = None) -
     return build
 
 
-def _not_trained_yet(
+def untrained_model(
     method: str,
     description: str,
     knobs: tuple[Knob, ...],
@@ -105,97 +140,22 @@ def _not_trained_yet(
     """A method whose tiny weights are not bundled: it says how to train them from `config` (default
     `configs/METHOD/tiny.yaml`) and names `folder`, weights of it trained here, when there are some."""
     config = config or f"configs/{method}/tiny.yaml"
-    build = _untrained(method, config, f"runs/{method}-tiny/{stage}", folder)
+    build = _train_first(method, config, f"runs/{method}-tiny/{stage}", folder)
     return ModelInfo(method, f"{description} (tiny: 128-px faces)", build, knobs, config, folder)
 
 
-def _paper_scale(method: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
+def paper_scale_model(method: str, knobs: tuple[Knob, ...], stage: str) -> ModelInfo:
     """`METHOD-base`: the method at paper scale, trained by the user from `configs/METHOD/base.yaml`."""
     name, config = f"{method}-base", f"configs/{method}/base.yaml"
-    build = _untrained(name, config, f"runs/{name}/{stage}")
+    build = _train_first(name, config, f"runs/{name}/{stage}")
     return ModelInfo(name, f"{method} at paper scale (512-px faces)", build, knobs, config)
 
 
-_REGISTERED = [
-    info
-    for info in [
-        ModelInfo(
-            "classical",
-            "non-local-means denoising + detail enhancement (no learning)",
-            ClassicalRestorer,
-            ClassicalRestorer.knobs,
-        ),
-        _tiny(
-            "residual-unet",
-            ResidualUNetRestorer,
-            "a U-Net predicts the correction of the LQ face in one pass, trained with L1 + perceptual + identity "
-            "(SFace) + adversarial losses",
-            "restore",
-        ),
-        ModelInfo(
-            "baseline",
-            "CodeFormer-style codebook lookup with controllable fidelity (tiny: 128-px faces)",
-            _from_bundled(BaselineRestorer, BUNDLED_BASELINE),
-            BaselineRestorer.knobs,
-        ),
-        _paper_scale("baseline", BaselineRestorer.knobs, "fusion"),
-        _tiny(
-            "daefr",
-            DaefrRestorer,
-            "DAEFR: dual associated encoders (HQ and LQ branches, patch association, cross-attention fusion) "
-            "predict the HQ codes in one shot, fidelity fusion",
-            "fusion",
-        ),
-        _paper_scale("daefr", DaefrRestorer.knobs, "fusion"),
-        _tiny(
-            "iqpfr",
-            IqpfrRestorer,
-            "IQPFR: a quality-conditioned transformer predicts common and HQ+ codes (a dual codebook, HQ+ learned "
-            "from the best-scoring faces), trained to raise a no-reference prior's score; `quality` sets the target",
-            "fusion",
-        ),
-        _paper_scale("iqpfr", IqpfrRestorer.knobs, "fusion"),
-        _not_trained_yet(
-            "baseline-q",
-            "baseline with IQPFR's quality conditioning (the target score embedded into the LQ latent)",
-            lookup_knobs(True),
-            "fusion",
-            "weights/baseline-q-tiny-fusion",
-            "configs/baseline/q-tiny.yaml",
-        ),
-        _not_trained_yet(
-            "daefr-q",
-            "daefr with IQPFR's quality conditioning (the target score embedded into the combined latent)",
-            lookup_knobs(True, DaefrRestorer.default_keep_input),
-            "fusion",
-            config="configs/daefr/q-tiny.yaml",
-        ),
-        _tiny(
-            "artfr",
-            ArtfrRestorer,
-            "ART-FR: masked generative transformer over the HQ codes, iterative parallel sampling (MaskGIT), "
-            "fidelity fusion",
-            "fusion",
-        ),
-        _paper_scale("artfr", ArtfrRestorer.knobs, "fusion"),
-        _tiny(
-            "idm",
-            IdmRestorer,
-            "IDM: conditional diffusion UNet on the LQ face, few-step DDIM sampling, the input blended back "
-            "(`keep_input`); `facemend clean` enhances a training set with it",
-            "denoise",
-        ),
-        _paper_scale("idm", IdmRestorer.knobs, "denoise"),
-    ]
-    if info.name != "baseline" or BUNDLED_BASELINE in bundled_registry()
-]
-# the runnable models first (bundled weights, or none needed), then the ones to train first, each in the order above
-MODELS: dict[str, ModelInfo] = {info.name: info for info in sorted(_REGISTERED, key=lambda info: not info.runnable)}
 # the best measured model whose weights are bundled (docs/methods/residual-unet.md), else the next one
 BUNDLED_DEFAULT = "residual-unet-tiny"
 DEFAULT_MODEL = next(
     name
-    for name, bundled_name in (("residual-unet", BUNDLED_DEFAULT), ("baseline", BUNDLED_BASELINE), ("classical", None))
+    for name, bundled_name in (("residual-unet", BUNDLED_DEFAULT), ("baseline", "baseline-tiny"), ("classical", None))
     if bundled_name is None or bundled_name in bundled_registry()
 )
 
@@ -234,25 +194,11 @@ def split_specs(text: str) -> list[str]:
     return specs
 
 
-# training recipes by the `recipe:` name of a training config; imported only when training
-RECIPES = {
-    "tokenizer": "facemend.training.recipes.tokenizer:TokenizerRecipe",
-    "tokenizer-lq": "facemend.training.recipes.tokenizer:LqTokenizerRecipe",
-    "baseline": "facemend.training.recipes.baseline:BaselineRecipe",
-    "daefr": "facemend.training.recipes.daefr:DaefrRecipe",
-    "artfr": "facemend.training.recipes.artfr:ArtfrRecipe",
-    "iqpfr": "facemend.training.recipes.iqpfr:IqpfrRecipe",
-    "idm": "facemend.training.recipes.idm:IdmRecipe",
-    "residual-unet": "facemend.training.recipes.residual_unet:ResidualUNetRecipe",
-}
-
-
 def recipe_for(config: TrainConfig) -> Recipe:
     """The recipe a training config names, built from (and validating) its model and discriminator sections."""
     if config.recipe not in RECIPES:
         raise ConfigError(f"recipe: unknown recipe {config.recipe!r} (recipes: {', '.join(RECIPES)})")
-    module, _, name = RECIPES[config.recipe].partition(":")
-    return getattr(importlib.import_module(module), name)(config.model, config.discriminator)
+    return RECIPES[config.recipe]()(config.model, config.discriminator)
 
 
 def model_info(name: str) -> ModelInfo:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from facemend.methods.baseline import KIND, BaselineConfig, BaselineModel
+from facemend.methods.baseline.model import KIND, BaselineConfig, BaselineModel
+from facemend.methods.lookup_stage import lookup_step, lookup_validate
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput
-from facemend.training.recipes.lookup_stage import lookup_step, lookup_validate
 from facemend.weights import Weights
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from facemend.methods.idm import DEFAULT_STEPS, KIND, IdmConfig, IdmModel, make_scheduler
+from facemend.methods.idm.model import DEFAULT_STEPS, KIND, IdmConfig, IdmModel, make_scheduler
 from facemend.metrics.pixel import psnr
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput, reconstruction_step

@@ -4,7 +4,7 @@ facemend's default restorer, chosen for what it recovers per CPU-hour (docs/meth
 - Network: the shared UNet (`models/unet.py`) without timesteps: LQ face in (in [−1, 1]), residual out; the
   restored face is LQ + residual / 2 in [0, 1] units. The output convolution starts at zero, so an untrained
   model returns its input.
-- It can start from a trained `idm` model (`training/recipes/residual_unet.py`): IDM's UNet at the first DDIM
+- It can start from a trained `idm` model (`methods/residual_unet/recipe.py`): IDM's UNet at the first DDIM
   step from zero noise (t = T − 1, x_t = 0) is a one-pass network of the LQ face; folding the constant
   timestep embedding into the convolution biases and the v → x̂0 → face mapping into the output convolution
   gives a `residual-unet` that computes IDM's one-step estimate exactly (`from_idm`).

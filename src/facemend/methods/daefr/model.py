@@ -8,10 +8,10 @@ from it (facts read from its public code); the rest is ours:
 - Branch encoders: `hq_branch_encoder` and `lq_branch_encoder` start as copies of the two tokenizers' encoders;
   they are what the association aligns and the prediction fine-tunes, while the tokenizers keep their own
   encoders (the HQ one for the target codes).
-- Association (`training/recipes/daefr.py`): CLIP's symmetric cross-entropy over each face's token-grid
+- Association (`methods/daefr/recipe.py`): CLIP's symmetric cross-entropy over each face's token-grid
   positions (each position a patch), with a learnable temperature (`association`: logit scale exp(t),
   t initialised to ln(1/0.07), the scale clamped at 100 as in CLIP).
-- Combining the branches (`combine`): `mhca` (DAEFR): multi-head cross-attention (`models/cross_attention.py`)
+- Combining the branches (`combine`): `mhca` (DAEFR): multi-head cross-attention (`methods/daefr/cross_attention.py`)
   on the codebook_dim channels of the token grid, queries from the LQ-branch encoder's latent of the LQ face,
   keys and values from the HQ-branch encoder's latent of the same LQ face; `add`: the two latents, each
   1×1-projected, summed (ablation: a second branch without the fusion); `hq_only`: the HQ-branch latent alone
@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from facemend.methods.daefr.cross_attention import CrossAttention
 from facemend.methods.lookup import CodePrediction, LookupRestorer, predict_codes
 from facemend.models.code_transformer import CodeTransformer, CodeTransformerConfig
-from facemend.models.cross_attention import CrossAttention
 from facemend.models.fusion import FidelityFusion, check_fusion_levels
 from facemend.models.quality_conditioning import QualityConditioningConfig, quality_condition, quality_embedding
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer

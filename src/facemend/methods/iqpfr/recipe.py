@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from facemend.methods.iqpfr import KIND, IqpfrConfig, IqpfrModel
+from facemend.methods.iqpfr.model import KIND, IqpfrConfig, IqpfrModel
 from facemend.methods.lookup import CodePrediction
+from facemend.methods.lookup_stage import lookup_step, lookup_validate
 from facemend.metrics.pixel import psnr
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
-from facemend.training.recipes.lookup_stage import lookup_step, lookup_validate
 from facemend.weights import Weights
 
 HQPLUS_LOSSES = ("l1", "perceptual", "adversarial")

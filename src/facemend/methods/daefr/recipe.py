@@ -32,12 +32,12 @@ from __future__ import annotations
 import torch
 
 from facemend.errors import FacemendError
-from facemend.methods.daefr import KIND, DaefrConfig, DaefrModel
+from facemend.methods.daefr.model import KIND, DaefrConfig, DaefrModel
+from facemend.methods.lookup_stage import ExtraLoss, lookup_step, lookup_validate
 from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
 from facemend.training.losses import patch_association_loss, patch_similarity
 from facemend.training.recipe import Recipe, StepOutput, load_tokenizer
-from facemend.training.recipes.lookup_stage import ExtraLoss, lookup_step, lookup_validate
 from facemend.weights import Weights
 
 ASSOCIATION_LOSSES = ("association", "l1", "perceptual", "commitment")

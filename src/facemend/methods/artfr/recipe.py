@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from facemend.methods.artfr import KIND, ArtfrConfig, ArtfrModel
+from facemend.methods.artfr.model import KIND, ArtfrConfig, ArtfrModel
 from facemend.metrics.pixel import psnr
 from facemend.samplers.maskgit import cosine_mask_ratio
 from facemend.training.config import StageConfig
+from facemend.training.fusion_stage import decodes, draw_fidelity, fusion_step
 from facemend.training.recipe import Recipe, StepOutput
-from facemend.training.recipes.fusion_stage import decodes, draw_fidelity, fusion_step
 
 VALIDATION_STEPS = (1, 8)
 

@@ -5,11 +5,11 @@ paper's abstract fixes the idea (a masked generative transformer with iterative 
   [MASK] id (`mask_token_id` = codebook_size).
 - Condition: an LQ encoder (a copy of the tokenizer's encoder, fine-tuned) gives a latent on the same token
   grid; `condition: add` adds it, projected, to every token embedding; `cross` lets the tokens cross-attend to
-  it (`models/masked_transformer.py`). The grid positions correspond one to one, which `add` uses directly.
+  it (`methods/artfr/masked_transformer.py`). The grid positions correspond one to one, which `add` uses directly.
   Measured (`experiments/artfr/condition.py`: the `tokens` stage alone from the same prior and seed, 150 steps at
   batch 16): `add` reached a training CE of 6.17 and 1.9% val code accuracy, `cross` 6.71 and 0.9%, at the
   same ~5 s/step; so `add` is the default.
-- Training (`training/recipes/artfr.py`): mask a share γ(r), r ~ U(0, 1), of the HQ face's codes (γ = the
+- Training (`methods/artfr/recipe.py`): mask a share γ(r), r ~ U(0, 1), of the HQ face's codes (γ = the
   cosine schedule of `samplers/maskgit.py`), predict them from the visible codes and the LQ latent;
   cross-entropy on the masked positions only, plus the baseline's MSE pulling the LQ latent toward the HQ
   codes (it makes the condition carry code information from the first step).
@@ -34,10 +34,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from facemend.methods.artfr.masked_transformer import CONDITIONS, MaskedCodeTransformer
 from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, keep_input_knob, resize_faces
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.fusion import FidelityFusion, check_fusion_levels, decode_with_fusion
-from facemend.models.masked_transformer import CONDITIONS, MaskedCodeTransformer
 from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.samplers.maskgit import MaskGitScheduler
 

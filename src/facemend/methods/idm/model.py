@@ -6,7 +6,7 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
   conditioning), timestep embedded and added in every residual block. No tokenizer: the method is independent
   of the codebook prior. Faces are mapped from [0, 1] to [−1, 1] for the network and back.
 - Diffusion: T = 1000 steps of the cosine schedule; the UNet predicts v (`prediction_type`; why, and the
-  alternatives, in `samplers/ddim.py`). Training (`training/recipes/idm.py`): MSE on v at a uniform timestep.
+  alternatives, in `samplers/ddim.py`). Training (`methods/idm/recipe.py`): MSE on v at a uniform timestep.
 - What is diffused (`diffuse`): the HQ face itself (SR3), or the residual HQ − LQ scaled by `residual_scale`
   (SRDiff, Li et al., 2022; ResShift's motivation). The tiny model diffuses the residual: a restorer's output
   is mostly its input, so a face-diffusing UNet must first learn to copy the LQ face through 1000 noise levels

@@ -9,7 +9,7 @@
 - Common codebook: the shared HQ tokenizer's (tiny: configs/tokenizer/tiny-32.yaml), whose encoder and codebook
   stay frozen; they give every HQ face its common codes.
 - HQ+ codebook (`hqplus`): a second quantizer of the same size on the same encoder latent, starting as a copy of
-  the common codebook. Its stage (`training/recipes/iqpfr.py`) trains it with the shared decoder on the faces
+  the common codebook. Its stage (`methods/iqpfr/recipe.py`) trains it with the shared decoder on the faces
   scoring ≥ the stage's `min_score` only (the share kept is logged), the encoder and common codebook frozen:
   the decoder reads 1 × common + 0.8 × HQ+ codes and learns to reconstruct those faces. From then on the
   decoder decodes such combined codes; nothing decodes common codes alone.
@@ -21,7 +21,7 @@
   loss and the `quality` knob, and no bookkeeping between the files of a scores.jsonl and the training draws.
 - `quality` knob: default 1.0, the best attainable; it falls in the same (top) bin as IQPIR's inference score
   0.9, so the default is IQPIR's setting.
-- Discrete quality optimisation (loss `quality`): `training/recipes/iqpfr.py`.
+- Discrete quality optimisation (loss `quality`): `methods/iqpfr/recipe.py`.
 - Fidelity: the shared controllable fusion (CodeFormer's) of LQ encoder features into the decoder, trained last,
   as for the other lookup methods.
 - Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as daefr's), default

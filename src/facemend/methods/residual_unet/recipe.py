@@ -22,8 +22,8 @@ from torch import nn
 
 from facemend.config import build
 from facemend.errors import FacemendError
-from facemend.methods.idm import IdmConfig, IdmModel, make_scheduler
-from facemend.methods.residual_unet import KIND, ResidualUNetConfig, ResidualUNetModel
+from facemend.methods.idm.model import IdmConfig, IdmModel, make_scheduler
+from facemend.methods.residual_unet.model import KIND, ResidualUNetConfig, ResidualUNetModel
 from facemend.metrics import identity as dlib_identity
 from facemend.metrics.pixel import psnr
 from facemend.metrics.sface_identity import SFaceIdentity, identity_similarity

@@ -26,8 +26,8 @@ from facemend.metrics.pixel import psnr
 from facemend.models.fusion import FidelityFusion
 from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
+from facemend.training.fusion_stage import decodes, draw_fidelity, fusion_step
 from facemend.training.recipe import Recipe, StepOutput
-from facemend.training.recipes.fusion_stage import decodes, draw_fidelity, fusion_step
 
 # a method's own term, from the prediction and the target scores it was conditioned on (None: unconditioned);
 # it logs itself into the dict
