@@ -171,15 +171,16 @@ def test_artfr_is_bundled_and_artfr_base_says_how_to_get_it():
         resolve_model("artfr-base")
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"artfr_{name}", REPO / "experiments" / "artfr" / f"{name}.py")
+def _script(path: str):
+    """The script at `path` (from the repository's root, without .py) as a module."""
+    spec = importlib.util.spec_from_file_location(path.replace("/", "_"), REPO / f"{path}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_steps_sweep_writes_one_table_and_a_plot(tmp_path):
-    script = _script("steps_sweep")
+    script = _script("scripts/steps_sweep")
     specs = script.sweep_specs("artfr", [1, 2, 4], "temperature=1")
     assert list(specs) == [f"artfr:steps={n},temperature=1" for n in (1, 2, 4)]
     results = {}
@@ -205,7 +206,7 @@ def test_condition_comparison_trains_the_tokens_stage_alone():
     from facemend.methods.registry import recipe_for
     from facemend.training.config import load_train_config
 
-    script = _script("condition")
+    script = _script("experiments/artfr/condition")
     base = yaml.safe_load((REPO / "configs" / "artfr" / "tiny.yaml").read_text())
     for condition in script.CONDITIONS:
         config = load_train_config(script.condition_config(base, condition, 40))
@@ -218,7 +219,7 @@ def test_condition_comparison_trains_the_tokens_stage_alone():
 
 
 def test_oracle_codes_decode_the_hq_faces_own_codes(weights_folder):
-    script = _script("oracle_codes")
+    script = _script("experiments/artfr/oracle_codes")
     restorer, _ = resolve_model(str(weights_folder))
     model, size = restorer.model, SMALL.tokenizer.image_size
     lq, hq = (torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
