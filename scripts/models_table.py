@@ -67,9 +67,9 @@ def weights_text(info: ModelInfo) -> str:
         return "none needed"
     files = sorted(path for path in (BUNDLED_DIR / folder).iterdir() if path.is_file())
     mib = sum(path.stat().st_size for path in files) / 2**20
-    steps = json.loads((BUNDLED_DIR / folder / "config.json").read_text(encoding="utf-8")).get("training", {})
-    steps = steps.get("steps") if isinstance(steps, dict) else None
-    trained = f", {steps:,} steps" if isinstance(steps, int) else ""
+    training = json.loads((BUNDLED_DIR / folder / "config.json").read_text(encoding="utf-8")).get("training", {})
+    steps, stage = (training.get("steps"), training.get("stage")) if isinstance(training, dict) else (None, None)
+    trained = f", last stage `{stage}`: {steps:,} steps" if isinstance(steps, int) else ""
     return f"bundled: `{folder}` ({mib:.1f} MiB{trained})"
 
 

@@ -24,7 +24,7 @@ LAYERS = [
     ("models", "samplers"),
     ("quality",),
     ("faces", "data"),
-    ("config", "weights", "precision", "package_files"),
+    ("config", "weights", "precision", "package_files", "extras"),
     ("errors",),
 ]
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facemend.errors import FacemendError
+from facemend.extras import missing_extra
 from facemend.precision import PRECISIONS
 from facemend.runtime import RUNTIMES
 
@@ -23,6 +24,20 @@ if TYPE_CHECKING:  # imported when used: --engine ray needs the `cluster` extra
 
 PRECISION_HELP = "network arithmetic: auto = bf16 where the CPU has native bf16 (AVX512-BF16 / AMX), else fp32"
 KNOB_DEST = "knob:"  # argparse dest prefix of the knob flags, so a knob never shadows another option
+
+
+# The pip extra each command needs beyond `pip install facemend` (`restore` needs one only for videos, `--runtime
+# onnx` and `--engine ray`: the missing module names it).
+COMMAND_EXTRAS = {
+    "eval": "eval",
+    "score": "eval",
+    "benchmark": "eval",
+    "benchmark-noharm": "eval",
+    "train": "train",
+    "clean": "train",
+    "export": "onnx",
+    "serve": "serve",
+}
 
 
 def _report(message: str) -> None:
@@ -627,6 +642,11 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always", RenamedKnobWarning)
             warnings.showwarning = _one_line(RenamedKnobWarning, warnings.showwarning)
             return args.run(args)
+    except ModuleNotFoundError as error:  # an optional part that is not installed: say which extra adds it
+        print(
+            f"facemend: error: {missing_extra(error, COMMAND_EXTRAS.get(args.command), args.command)}", file=sys.stderr
+        )
+        return 2
     except FacemendError as error:
         print(f"facemend: error: {error}", file=sys.stderr)
         return 2

@@ -11,13 +11,13 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
-import imageio_ffmpeg
 import numpy as np
 
 from facemend.data.io import _reason, _show
 from facemend.errors import FacemendError
+from facemend.extras import require
 
 VIDEO_SUFFIXES = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".webm")
 MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "alac")  # copied as they are; other audio is re-encoded to AAC
@@ -26,6 +26,11 @@ CRF = 18  # x264 constant rate factor: visually near-lossless, so the restoratio
 _HEADER_ERRORS = (OSError, RuntimeError, ValueError, IndexError, AttributeError, StopIteration)
 # imageio-ffmpeg warns when decoded frames differ in size from the stored ones: rotated videos, turned upright.
 logging.getLogger("imageio_ffmpeg").addFilter(lambda record: "different from the source frame" not in str(record.msg))
+
+
+def _ffmpeg() -> ModuleType:
+    """imageio-ffmpeg, which only the [video] extra installs."""
+    return require("imageio_ffmpeg", "video", "reading and writing videos")
 
 
 def is_video(path: str | Path) -> bool:
@@ -68,7 +73,7 @@ def read_video(path: str | Path) -> tuple[VideoInfo, Generator[np.ndarray, None,
         raise FacemendError(f"{shown}: no such file")
     if path.stat().st_size == 0:
         raise FacemendError(f"{shown}: empty file")
-    reader = imageio_ffmpeg.read_frames(str(path))
+    reader = _ffmpeg().read_frames(str(path))
     try:
         meta = next(reader)
     except _HEADER_ERRORS as error:
@@ -148,7 +153,7 @@ class VideoWriter:
         if self.audio_from is not None:
             audio_path = str(self.audio_from.path)
             audio_codec = "copy" if self.audio_from.audio_codec in MP4_AUDIO_CODECS else "aac"
-        encoder = imageio_ffmpeg.write_frames(
+        encoder = _ffmpeg().write_frames(
             str(self._temp),
             self.size,
             fps=self.fps,
@@ -197,7 +202,7 @@ class VideoWriter:
     def _check_complete(self) -> None:
         """ffmpeg reports its errors on the terminal but not to its caller: count what it wrote."""
         try:
-            written, _ = imageio_ffmpeg.count_frames_and_secs(str(self._temp))
+            written, _ = _ffmpeg().count_frames_and_secs(str(self._temp))
         except (OSError, RuntimeError, ValueError):
             written = 0
         if written != self.frames:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 from torch import Tensor
 
+from facemend.extras import require
 from facemend.package_files import package_file
 from facemend.quality.natural_scene import (
     BT601_LUMA,
@@ -63,7 +63,7 @@ class NIQE(torch.nn.Module):
     def __init__(self, params_path: str | Path | None = None, smooth: bool = False):
         super().__init__()
         path = Path(params_path) if params_path is not None else default_params_path()
-        params = scipy.io.loadmat(path)
+        params = require("scipy.io", "eval", "NIQE").loadmat(path)
         mu = np.ravel(params["pop_mu"]).astype(np.float64)
         cov = np.asarray(params["pop_cov"], np.float64)
         if mu.shape != (N_FEATURES,) or cov.shape != (N_FEATURES, N_FEATURES):
