@@ -8,6 +8,9 @@
    all faces and over the faces every detector found.
 
     OMP_NUM_THREADS=1 python scripts/detection_quality.py --testset data/facemend-test-128 -o reports/detection
+
+A row is a detector, or DETECTOR+LANDMARKS (e.g. `yunet+detector`: YuNet's own 5 points; a bare name uses the
+default landmarks, dlib's 68-point model in the face's box).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facemend.data.io import list_images, read_image
-from facemend.faces import yunet
+from facemend.faces import DEFAULT_LANDMARKS, yunet
 from facemend.methods.registry import DEFAULT_MODEL, load_restorer
 from facemend.pipelines.alignment_check import landmark_agreement, restore_scenes, scene_alignment_error
 from facemend.pipelines.detect_benchmark import Sample, crop_side, synthetic_scenes
@@ -44,7 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
     parser.add_argument("--testset", type=Path, required=True, help="facemend-test folder")
-    parser.add_argument("--detectors", default="yunet,hog", help="comma-separated; the first is compared on LFW")
+    parser.add_argument(
+        "--detectors", default="yunet,yunet+detector,hog", help="comma-separated rows: DETECTOR[+LANDMARKS]"
+    )
     parser.add_argument("--lfw", type=int, default=300, help="LFW photos in the landmark comparison")
     parser.add_argument("--lfw-skip", type=int, default=500, help="LFW people skipped (the first 500 calibrate)")
     parser.add_argument(
@@ -61,21 +66,28 @@ def main() -> None:
     if args.raw_yunet:
         yunet.DLIB_OFFSETS_512 = np.zeros_like(yunet.DLIB_OFFSETS_512)
     results: dict = {"landmarks": {}, "scene_points": {}, "restored": {}}
-    for detector in detectors:
-        if detector != "hog" and args.lfw > 0:
+    for row in detectors:
+        if row != "hog" and args.lfw > 0:
             images = itertools.islice(lfw_images(args.data / "lfw"), args.lfw_skip, None)
-            results["landmarks"][detector] = landmark_agreement(images, detector, args.lfw)
-            print(f"LFW, {detector} vs dlib 68→5:", json.dumps(results["landmarks"][detector]), flush=True)
+            detector, landmarks = _row(row)
+            results["landmarks"][row] = landmark_agreement(images, detector, args.lfw, landmarks)
+            print(f"LFW, {row} vs dlib 68→5:", json.dumps(results["landmarks"][row]), flush=True)
     if args.faces > 0:
         scenes = heavy_scenes(args.testset, args.faces, args.seed)
-        for detector in detectors:
-            results["scene_points"][detector] = scene_alignment_error(scenes, detector)
-            print(f"heavy pasted at 1×, {detector} vs true points:", json.dumps(results["scene_points"][detector]))
+        for row in detectors:
+            results["scene_points"][row] = scene_alignment_error(scenes, *_row(row))
+            print(f"heavy pasted at 1×, {row} vs true points:", json.dumps(results["scene_points"][row]))
         if not args.points_only:
             results["restored"] = restored_quality(scenes, args.testset, detectors)
     if args.output is not None:
         args.output.mkdir(parents=True, exist_ok=True)
         (args.output / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def _row(row: str) -> tuple[str, str]:
+    """`DETECTOR[+LANDMARKS]` → (detector, landmarks)."""
+    detector, _, landmarks = row.partition("+")
+    return detector, landmarks or DEFAULT_LANDMARKS
 
 
 def heavy_scenes(testset: Path, faces: int, seed: int) -> list[Sample]:
@@ -93,7 +105,8 @@ def restored_quality(scenes: list[Sample], testset: Path, detectors: list[str]) 
     per_face: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         for detector in detectors:
-            pipeline = PhotoPipeline(restorer, options=FaceOptions(detector=detector))
+            name, landmarks = _row(detector)
+            pipeline = PhotoPipeline(restorer, options=FaceOptions(detector=name, landmarks=landmarks))
             out = Path(folder, detector)
             found[detector] = restore_scenes(scenes, pipeline, out)
             summary = evaluate(out, testset / "heavy" / "hq", keys=KEYS, progress=False, allow_partial=True)

@@ -17,8 +17,10 @@ from facemend.errors import FacemendError
 from facemend.faces import DEFAULT_DETECTOR, Detection, FaceBox, FaceDetector, find_faces, template_points, yunet
 from facemend.faces.boxes import box_iou, is_valid, suppress_duplicates
 from facemend.faces.landmarks import landmarks_68, reduce_to_5
+from facemend.faces.template import TEMPLATE_FACE_BOX_512, dlib_style_box
 from facemend.faces.yunet import yunet_model_path
 from facemend.pipelines.detect_benchmark import count_matches
+from facemend.pipelines.photo import FaceOptions
 
 ASTRONAUT_FACE_CENTRE = (220, 118)  # (x, y), by eye
 
@@ -44,7 +46,7 @@ def test_yunet_is_the_default_and_ships_offline():
 
 def test_yunet_finds_the_astronaut_with_the_landmarks_of_dlib(astronaut):
     (face,) = find_faces(astronaut, FaceDetector())
-    assert face.landmarks68 is None  # the 5 points come from the detector
+    assert face.landmarks68 is not None  # default: dlib's 68-point model in the box YuNet's points imply
     cx, cy = face.box.center
     assert abs(cx - ASTRONAUT_FACE_CENTRE[0]) < 20 and abs(cy - ASTRONAUT_FACE_CENTRE[1]) < 20
     assert 70 < face.box.width < 120 and face.box.score > 0.8
@@ -52,7 +54,34 @@ def test_yunet_finds_the_astronaut_with_the_landmarks_of_dlib(astronaut):
     (hog,) = FaceDetector("hog")(astronaut)
     reference = reduce_to_5(landmarks_68(astronaut, hog))
     eyes = np.linalg.norm(reference[1] - reference[0])
-    assert np.linalg.norm(face.landmarks5 - reference, axis=1).max() < 0.25 * eyes
+    assert np.linalg.norm(face.landmarks5 - reference, axis=1).max() < 0.05 * eyes  # as the training faces were
+    (own,) = find_faces(astronaut, FaceDetector(), landmarks="detector")
+    assert own.landmarks68 is None and own.box == face.box  # YuNet's own points, no 68-point step
+    assert np.linalg.norm(own.landmarks5 - reference, axis=1).max() < 0.25 * eyes
+    assert (
+        np.linalg.norm(own.landmarks5 - reference, axis=1).max()
+        > np.linalg.norm(face.landmarks5 - reference, axis=1).max()
+    )
+
+
+def test_dlib_style_box_is_where_hog_puts_the_face(astronaut):
+    (hog,) = FaceDetector("hog")(astronaut)
+    implied = dlib_style_box(reduce_to_5(landmarks_68(astronaut, hog)))
+    assert box_iou(implied, hog) > 0.75
+    size, turn = 200.0, np.deg2rad(20)  # the template at 200 px, turned: an upright square of the face box's size
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    centre = np.mean(np.reshape(TEMPLATE_FACE_BOX_512, (2, 2)), axis=0) * size / 512 @ rotation.T + [40, 70]
+    box = dlib_style_box(template_points(512) * (size / 512) @ rotation.T + [40, 70])
+    np.testing.assert_allclose(box.center, centre, atol=1e-6)
+    side = (TEMPLATE_FACE_BOX_512[2] - TEMPLATE_FACE_BOX_512[0]) * size / 512
+    np.testing.assert_allclose([box.width, box.height], [side, side], atol=1e-6)
+
+
+def test_unknown_landmarks_are_refused(astronaut):
+    with pytest.raises(FacemendError, match="unknown landmarks 'eyes'"):
+        find_faces(astronaut, FaceDetector(), landmarks="eyes")
+    with pytest.raises(FacemendError, match="unknown landmarks 'eyes'"):
+        FaceOptions(landmarks="eyes")
 
 
 @pytest.mark.parametrize("preset", ["mild", "medium", "heavy"])
@@ -65,13 +94,13 @@ def test_yunet_finds_degraded_faces(preset):
 
 def test_yunet_landmarks_follow_the_face_when_flipped_and_scaled(astronaut, monkeypatch):
     monkeypatch.setattr(yunet, "DLIB_OFFSETS_512", np.zeros((5, 2)))  # YuNet's own points (the offsets: below)
-    (face,) = find_faces(astronaut, FaceDetector())
+    (face,) = find_faces(astronaut, FaceDetector(), landmarks="detector")
     flipped = np.ascontiguousarray(astronaut[:, ::-1])
-    (mirrored,) = find_faces(flipped, FaceDetector())
+    (mirrored,) = find_faces(flipped, FaceDetector(), landmarks="detector")
     expected = np.stack([511 - face.landmarks5[:, 0], face.landmarks5[:, 1]], axis=1)[[1, 0, 2, 4, 3]]
     assert np.abs(mirrored.landmarks5 - expected).max() < 6
     small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    (half,) = find_faces(small, FaceDetector())
+    (half,) = find_faces(small, FaceDetector(), landmarks="detector")
     assert np.abs(half.landmarks5 * 2 - face.landmarks5).max() < 8
 
 

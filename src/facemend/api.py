@@ -10,6 +10,7 @@ from PIL import Image
 
 from facemend.data.io import photo_from_array, photo_to_array, photo_to_pil, read_image
 from facemend.faces.detection import DEFAULT_DETECTOR
+from facemend.faces.locate import DEFAULT_LANDMARKS
 from facemend.methods.base import Restorer
 from facemend.methods.registry import DEFAULT_MODEL, resolve_model
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline, parse_strength
@@ -24,6 +25,7 @@ def restore(
     *,
     aligned: bool = False,
     detector: str = DEFAULT_DETECTOR,
+    landmarks: str = DEFAULT_LANDMARKS,
     only_center_face: bool = False,
     min_face_size: int = 32,
     upscale: int = 1,
@@ -40,14 +42,21 @@ def restore(
     old name works for one release, with a `DeprecationWarning`). `precision`:
     `"fp32"`, `"bf16"` or `"auto"` (bf16 where the CPU computes it natively). `runtime`: `"torch"`, or `"onnx"`
     (onnxruntime in fp32, on the network's cached ONNX export, made on first use). `strength`: the share of the
-    model's change applied to each face, in [0, 1], or `"auto"` (by how damaged each face is).
+    model's change applied to each face, in [0, 1], or `"auto"` (by how damaged each face is). `landmarks`: where the
+    5 alignment points come from, `"dlib68"` (dlib's 68-point model in the face's box) or `"detector"` (YuNet's own).
     A photo without a face comes back unchanged.
     """
     restorer, resolved = resolve_model(model, **knobs)
     precision = runtime_precision(runtime, precision)
     restorer = with_runtime(restorer, runtime)
     options = FaceOptions(
-        detector, only_center_face, min_face_size, aligned, upscale, strength=parse_strength(strength)
+        detector,
+        landmarks,
+        only_center_face,
+        min_face_size,
+        aligned,
+        upscale,
+        strength=parse_strength(strength),
     )
     pipeline = PhotoPipeline(restorer, resolved, options, precision=precision)
     photo = read_image(image) if isinstance(image, str | Path) else photo_from_array(image)

@@ -65,6 +65,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     restorer = with_runtime(restorer, args.runtime, args.onnx, report=_report)
     options = FaceOptions(
         detector=args.detector,
+        landmarks=args.landmarks,
         only_center_face=args.only_center_face,
         min_face_size=args.min_face_size,
         aligned=args.aligned,
@@ -382,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     from facemend import __version__
     from facemend.data.degradation import PRESETS
     from facemend.faces.detection import DEFAULT_DETECTOR, DETECTORS
+    from facemend.faces.locate import DEFAULT_LANDMARKS, LANDMARKS
     from facemend.methods.registry import DEFAULT_MODEL
     from facemend.pipelines.video import DETECT_EVERY
     from facemend.web.limits import MB, Limits
@@ -396,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--model", default=DEFAULT_MODEL, metavar="SPEC", help=_model_help())
     restore.add_argument("--aligned", action="store_true", help="inputs are aligned face crops (any size)")
     restore.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR)
+    restore.add_argument(
+        "--landmarks",
+        choices=LANDMARKS,
+        default=DEFAULT_LANDMARKS,
+        help="the 5 alignment points: dlib's 68-point model in the face's box (as the training faces were aligned), "
+        "or the detector's own (YuNet's; no 68-point step)",
+    )
     restore.add_argument("--only-center-face", action="store_true", help="restore only the most central face")
     restore.add_argument(
         "--min-face-size",

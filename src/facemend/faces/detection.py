@@ -1,7 +1,7 @@
 """Face detectors: YuNet (default: learned, box + 5 landmarks), dlib HOG, dlib CNN (MMOD) and OpenCV Haar, all
 returning `Detection`s in the coordinates of the image they were given, cleaned of empty boxes and near-duplicates.
 
-`yunet` (see `facemend.faces.yunet`) gives each face its 5 landmarks, so no landmark model runs after it.
+`yunet` (see `facemend.faces.yunet`) gives each face its 5 landmarks too (`find_faces` decides which points align).
 `hog` is a cascade tuned for degraded photos at CPU cost: HOG boxes it is unsure of are kept only if dlib's
 CNN, run on the box's neighbourhood alone (~160 ms), finds a face there; when HOG finds nothing, OpenCV's Haar
 candidates are checked the same way. `cnn` runs the CNN on the whole photo (seconds per megapixel); `haar` is

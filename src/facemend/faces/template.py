@@ -49,6 +49,15 @@ def face_box_in_photo(matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.transform(corners[None], cv2.invertAffineTransform(matrix))[0]
 
 
+def dlib_style_box(points5: np.ndarray) -> FaceBox:
+    """The upright box in which dlib's HOG detector would find the face whose 5 points these are: the template face
+    box (`TEMPLATE_FACE_BOX_512`) taken into the photo, as an axis-aligned square of the same centre and size."""
+    matrix = alignment_matrix(points5, TEMPLATE_SIZE)
+    (cx, cy), scale = face_box_in_photo(matrix, TEMPLATE_SIZE).mean(axis=0), matrix_scale(matrix)
+    half = (TEMPLATE_FACE_BOX_512[2] - TEMPLATE_FACE_BOX_512[0]) / scale / 2
+    return FaceBox(cx - half, cy - half, cx + half, cy + half)
+
+
 def alignment_matrix(points5: np.ndarray, size: int) -> np.ndarray:
     """2×3 similarity transform (rotation, uniform scale, translation) from photo to crop coordinates that maps
     the face's 5 points onto the template at `size`, least median of squares."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facemend.data.io import photo_from_array, write_image
-from facemend.faces import FaceDetector, alignment_matrix, find_faces, native_size, template_points
+from facemend.faces import DEFAULT_LANDMARKS, FaceDetector, alignment_matrix, find_faces, native_size, template_points
 from facemend.faces.template import TEMPLATE_FACE_BOX_512, TEMPLATE_SIZE, transform_points
 from facemend.pipelines.detect_benchmark import Sample, truths_found
 from facemend.pipelines.photo import PhotoPipeline
@@ -26,16 +26,18 @@ from facemend.pipelines.photo import PhotoPipeline
 POINT_NAMES = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
 
 
-def landmark_agreement(images: Iterator[np.ndarray], detector: str, limit: int) -> dict:
-    """The `detector`'s 5 points against dlib's (HOG box, 68 points → 5) on the most central face of each image,
-    over the first `limit` images where both find a face."""
+def landmark_agreement(
+    images: Iterator[np.ndarray], detector: str, limit: int, landmarks: str = DEFAULT_LANDMARKS
+) -> dict:
+    """The 5 points `find_faces` gives with `detector` and `landmarks` against dlib's (HOG box, 68 points → 5) on
+    the most central face of each image, over the first `limit` images where both find a face."""
     reference, candidate = FaceDetector("hog"), FaceDetector(detector)
     shares, offsets, missed = [], [], 0
     for image in images:
         theirs = find_faces(image, reference, only_center_face=True)
         if not theirs:
             continue
-        ours = find_faces(image, candidate, only_center_face=True)
+        ours = find_faces(image, candidate, only_center_face=True, landmarks=landmarks)
         if not ours:
             missed += 1
             continue
@@ -58,13 +60,13 @@ def landmark_agreement(images: Iterator[np.ndarray], detector: str, limit: int) 
     }
 
 
-def scene_alignment_error(scenes: Sequence[Sample], detector: str) -> dict:
+def scene_alignment_error(scenes: Sequence[Sample], detector: str, landmarks: str = DEFAULT_LANDMARKS) -> dict:
     """Each found face's 5 points against where they truly are: the pasted crops are aligned faces, so their points
     are the template's (the alignment of the training faces); error as a share of the face's width."""
     finder = FaceDetector(detector)
     errors = []
     for scene in scenes:
-        faces = find_faces(scene.rgb, finder)
+        faces = find_faces(scene.rgb, finder, landmarks=landmarks)
         for (_, left, top, side), truth in zip(scene.pasted, scene.faces, strict=True):
             hit = [face for face in faces if truths_found([face.box], [truth])[0]]
             if hit:

@@ -13,6 +13,8 @@ from facemend.data.io import Photo
 from facemend.errors import FacemendError
 from facemend.faces import (
     DEFAULT_DETECTOR,
+    DEFAULT_LANDMARKS,
+    LANDMARKS,
     Face,
     FaceDetector,
     alignment_matrix,
@@ -49,6 +51,7 @@ class FaceOptions:
     """How faces are found and put back."""
 
     detector: str = DEFAULT_DETECTOR
+    landmarks: str = DEFAULT_LANDMARKS  # where the 5 alignment points come from: "dlib68" or "detector" (YuNet's)
     only_center_face: bool = False
     min_face_size: int = 32  # detector-box side in pixels; smaller faces are left as they are
     aligned: bool = False  # inputs are already aligned crops (any size): no detection, no paste-back
@@ -60,6 +63,8 @@ class FaceOptions:
             raise FacemendError(f"strength must be 'auto' or a number in [0, 1], got {self.strength}")
         if not 1 <= self.upscale <= MAX_UPSCALE:
             raise FacemendError(f"upscale must be an integer in [1, {MAX_UPSCALE}], got {self.upscale}")
+        if self.landmarks not in LANDMARKS:
+            raise FacemendError(f"unknown landmarks {self.landmarks!r}; choose one of: {', '.join(LANDMARKS)}")
         if self.min_face_size < 1:
             raise FacemendError(f"min_face_size must be >= 1, got {self.min_face_size}")
 
@@ -132,7 +137,7 @@ class FaceCropper:
         if self.options.aligned:
             raise FacemendError("aligned inputs are not searched for faces")
         detector = FaceDetector(self.options.detector)
-        return find_faces(photo.to_uint8(), detector, self.options.only_center_face)
+        return find_faces(photo.to_uint8(), detector, self.options.only_center_face, self.options.landmarks)
 
     def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
         """The aligned crops of `faces` (found in `photo`, perhaps smoothed since); faces below the minimum size
