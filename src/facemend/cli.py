@@ -50,6 +50,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from facemend.data.io import IMAGE_SUFFIXES, list_images
     from facemend.data.parallel import check_workers
     from facemend.data.video import VIDEO_SUFFIXES, is_video
+    from facemend.faces.temporal import TemporalOptions
     from facemend.methods.registry import resolve_model
     from facemend.pipelines.files import restore_files
     from facemend.pipelines.photo import FaceOptions, PhotoPipeline, parse_strength
@@ -102,7 +103,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
         failures += len(summary.failures)
     if videos:  # --save-faces and --skip-no-face are for photos: every frame of a video is written
         video_summary = restore_videos(
-            pipeline, videos, outdir, report=_report, progress=not args.quiet, detect_every=args.detect_every
+            pipeline,
+            videos,
+            outdir,
+            report=_report,
+            progress=not args.quiet,
+            detect_every=args.detect_every,
+            temporal=TemporalOptions() if args.temporal else None,
         )
         print(video_summary.line(), file=sys.stderr)
         failures += len(video_summary.failures)
@@ -420,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DETECT_EVERY,
         metavar="N",
         help="videos: detect faces on every N-th frame, follow them by optical flow in between (1: every frame)",
+    )
+    restore.add_argument(
+        "--temporal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="videos: blend each restored face with its track's previous one where the face did not change, "
+        "so the restored content does not flicker (default); --no-temporal restores every frame on its own",
     )
     restore.add_argument(
         "--strength",

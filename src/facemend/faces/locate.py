@@ -26,6 +26,7 @@ class Face:
     box: FaceBox
     landmarks68: np.ndarray | None  # `68 2`, photo coordinates; None when the detector gave the 5 points
     landmarks5: np.ndarray  # `5 2`: eye centres, nose tip, mouth corners
+    track: int | None = None  # in a video, the id of the face's track (`FaceTracker`); a new id is a new face
 
     @property
     def size(self) -> float:

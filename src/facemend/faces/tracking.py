@@ -75,6 +75,7 @@ class OneEuroFilter:
 
 @dataclass
 class _Track:
+    id: int
     filter: OneEuroFilter
     face: Face  # smoothed, in the frame it was last seen
     last_frame: int
@@ -95,11 +96,13 @@ class FaceTracker:
         self.options = options or SmoothingOptions()
         self.tracks: list[_Track] = []
         self.frame = -1
+        self.started = 0  # tracks started so far: the next track's id
 
     def update(self, faces: Sequence[Face]) -> list[Face]:
         """The faces detected in the next frame, in the order given, with their boxes and 5 landmarks smoothed
-        along their tracks (68-point landmarks stay as detected); a face that starts a track is returned as is.
-        Then the held faces: established tracks missed in this frame, at their last place."""
+        along their tracks (68-point landmarks stay as detected) and their track ids set; a face that starts a
+        track is returned as is. Then the held faces: established tracks missed in this frame, at their last
+        place."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame <= self.options.max_missed + 1]
         matches = self._match(faces)
@@ -108,7 +111,8 @@ class FaceTracker:
             points = np.vstack([face.landmarks5, [[face.box.left, face.box.top], [face.box.right, face.box.bottom]]])
             track = matches.get(index)
             if track is None:
-                track = _Track(OneEuroFilter(points, self.options), face, self.frame)
+                track = _Track(self.started, OneEuroFilter(points, self.options), face, self.frame)
+                self.started += 1
                 self.tracks.append(track)
             else:
                 period = (self.frame - track.last_frame) * self.period
@@ -116,7 +120,7 @@ class FaceTracker:
                 track.seen += 1
             (left, top), (right, bottom) = points[5:]
             box = FaceBox(left, top, right, bottom, face.box.score)
-            track.face = replace(face, box=box, landmarks5=points[:5])
+            track.face = replace(face, box=box, landmarks5=points[:5], track=track.id)
             track.last_frame = self.frame
             smoothed.append(track.face)
         held = [

@@ -17,12 +17,14 @@ from facemend.data.video import VideoWriter, read_video
 from facemend.errors import FacemendError
 from facemend.faces import FaceTracker, SmoothingOptions
 from facemend.faces.flow import StridedDetection
+from facemend.faces.temporal import TemporalOptions, TrackFusion
 from facemend.pipelines.files import output_stems, refuse_overwriting_inputs
 from facemend.pipelines.photo import PhotoJob, PhotoPipeline
 
 # Frames held back while their faces wait for a full batch: bounds memory when faces are few and far apart.
 MAX_PENDING_FRAMES = 32
 DETECT_EVERY = 3  # frames: the detector runs on one frame in this many; faces are followed by optical flow between
+DEFAULT_TEMPORAL = TemporalOptions()  # videos: restorations blended along each face track
 TRUNCATED_SHARE = 0.9  # fewer frames than this share of the header's count: warn that the file may be cut short
 
 
@@ -59,6 +61,7 @@ def restore_videos(
     report: Callable[[str], None] = print,
     progress: bool = True,
     detect_every: int = DETECT_EVERY,
+    temporal: TemporalOptions | None = DEFAULT_TEMPORAL,
 ) -> VideoRunSummary:
     """Restore every video in `paths` into `outdir/<stem>.mp4`; bad videos are reported and skipped."""
     outputs = [outdir / f"{stem}.mp4" for stem in output_stems(paths)]
@@ -67,7 +70,7 @@ def restore_videos(
     started = time.perf_counter()
     for path, output in zip(paths, outputs, strict=True):
         try:
-            result = restore_video(pipeline, path, output, smoothing, progress, detect_every)
+            result = restore_video(pipeline, path, output, smoothing, progress, detect_every, temporal)
         except FacemendError as error:
             summary.failures.append((str(path), str(error)))
             report(f"error: {error}")
@@ -101,17 +104,21 @@ def restore_video(
     smoothing: SmoothingOptions | None = None,
     progress: bool = True,
     detect_every: int = DETECT_EVERY,
+    temporal: TemporalOptions | None = DEFAULT_TEMPORAL,
 ) -> VideoResult:
     """Restore the faces of every frame of `source` into the MP4 `output`, with the source's frame rate and audio.
 
     Faces are tracked from frame to frame and their landmarks smoothed (see `facemend.faces.tracking`) before
     they are aligned, so pasted faces hold still. The detector runs on every `detect_every`-th frame (and after a
-    face is lost); optical flow follows the faces in between. `output` appears only once it is complete.
+    face is lost); optical flow follows the faces in between. With `temporal` (the default; None: every frame
+    restored on its own), each restored face is blended with its track's previous one where the input face did
+    not change (see `facemend.faces.temporal`). `output` appears only once it is complete.
     """
     info, frames = read_video(source)
     upscale = pipeline.options.upscale
     tracker = None if pipeline.options.aligned else FaceTracker(float(info.fps), smoothing)
     strided = StridedDetection(detect_every)
+    fusion = None if temporal is None or tracker is None else TrackFusion(temporal)
     result = VideoResult(info.frame_estimate)
     pending: list[PhotoJob] = []
     bar = tqdm(
@@ -124,6 +131,12 @@ def restore_video(
             restored = iter(pipeline.restore_crops([crop for job in pending for crop in job.crops]))
             for job in pending:
                 job.restored = [next(restored) for _ in job.crops]
+                if fusion is not None:
+                    fusion.next_frame()
+                    job.restored = [
+                        fusion(face.track, crop, face_restored)
+                        for face, crop, face_restored in zip(job.faces, job.crops, job.restored, strict=True)
+                    ]
                 writer.write(pipeline.finish(job).to_uint8())
                 bar.update()
             pending.clear()
