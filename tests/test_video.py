@@ -243,3 +243,50 @@ def test_a_missed_face_is_held_for_a_frame_or_two_not_longer():
     newcomer = FaceTracker(30)
     newcomer.update([face_at(0, 0)])
     assert newcomer.update([]) == []  # a face seen once (a false detection, perhaps) is not held
+
+
+def test_rotated_video_is_restored_upright(tmp_path, astronaut, capsys):
+    frames = astronaut_frames(astronaut, count=6)
+    stored = make_clip(tmp_path / "sideways.mp4", [np.ascontiguousarray(np.rot90(f, -1)) for f in frames], audio=False)
+    rotated = tmp_path / "rotated.mp4"  # the same pixels, with a display matrix that turns them upright
+    subprocess.run([FFMPEG, "-v", "error", "-display_rotation", "90", "-i", str(stored), "-c", "copy", str(rotated)])
+    assert any("rotation of 90" in line for line in _side_data(rotated))
+    code, err = run(capsys, str(rotated), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    restored = read_frames(tmp_path / "out" / "rotated.mp4")
+    assert len(restored) == 6 and restored[0].shape == frames[0].shape
+    assert np.abs(restored[0].astype(int) - frames[0]).mean() < 8  # upright, face restored in place
+    assert "6 frames, 6 faces" in err
+
+
+def test_variable_frame_rate_one_frame_and_faces_entering_and_leaving(tmp_path, astronaut, capsys):
+    frames = astronaut_frames(astronaut, count=10)
+    height, width = frames[0].shape[:2]
+    vfr = tmp_path / "vfr.mp4"  # 5 frames 50 ms apart, then 5 frames 200 ms apart
+    command = [FFMPEG, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
+    command += ["-r", "12", "-i", "-", "-vf", "setpts='if(lt(N,5),N*0.05,0.25+(N-5)*0.2)/TB'", "-fps_mode", "vfr"]
+    command += ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(vfr)]
+    subprocess.run(command, input=b"".join(frame.tobytes() for frame in frames), check=True)
+    single = make_clip(tmp_path / "single.mp4", frames[:1], audio=False)
+    head = astronaut[:320, 100:420]
+    passing = []  # the face slides in from the left, crosses, and leaves on the right
+    for x in np.linspace(-300, 300, 12):
+        shift = np.float32([[1, 0, x], [0, 1, 0]])
+        passing.append(cv2.resize(cv2.warpAffine(head, shift, (320, 320)), (256, 256), interpolation=cv2.INTER_AREA))
+    crossing = make_clip(tmp_path / "crossing.mp4", passing, audio=False)
+    code, err = run(capsys, str(vfr), str(single), str(crossing), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "Traceback" not in err and "3 videos written" in err
+    # variable rate: read at the average rate (10.8 fps over 1.25 s, frames repeated where they were far apart),
+    # so the timing is kept; every frame gets its face
+    count = len(read_frames(tmp_path / "out" / "vfr.mp4"))
+    assert 13 <= count <= 15 and f"vfr.mp4: {count} frames, {count} faces" in err
+    assert len(read_frames(tmp_path / "out" / "single.mp4")) == 1 and "single.mp4: 1 frames, 1 faces" in err
+    faces = int(re.search(r"crossing\.mp4: 12 frames, (\d+) faces", err).group(1))
+    assert 3 <= faces < 12  # only while it is in the picture
+    assert len(read_frames(tmp_path / "out" / "crossing.mp4")) == 12
+
+
+def _side_data(path: Path) -> list[str]:
+    result = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    return result.stderr.splitlines()
