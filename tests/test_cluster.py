@@ -154,6 +154,18 @@ def test_killed_worker_costs_nothing_outputs_match_local(local_run, killed_run, 
     assert summary.startswith("7 photos written, 6 faces restored, 1 without a face, 1 failed")
 
 
+def test_a_network_gives_the_local_bytes_at_any_batch(photos, ray_cluster, tmp_path):
+    # the default model, batched: network batches are padded to a fixed shape, and the actors use the driver's
+    # torch threads, so each face's floats do not depend on how the two paths grouped the faces
+    settings = ["--batch", "4", "-q"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    _cli([str(photos), "-o", str(local), *settings], expect=1)
+    _cli([str(photos), "-o", str(remote), *settings, "--engine", "ray", "--address", ray_cluster], expect=1)
+    names = sorted(path.name for path in local.glob("*.png"))
+    assert len(names) == 7 and names == sorted(path.name for path in remote.glob("*.png"))
+    assert [name for name in names if (local / name).read_bytes() != (remote / name).read_bytes()] == []
+
+
 def test_manifest_has_one_line_per_input(killed_run, photos):
     out, stderr, _ = killed_run
     records = _records(out / MANIFEST)

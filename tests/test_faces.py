@@ -205,3 +205,18 @@ def test_only_center_face_picks_the_middle_one(astronaut):
     assert len(find_faces(wide, FaceDetector("hog"))) == 3
     (centre,) = find_faces(wide, FaceDetector("hog"), only_center_face=True)
     assert 512 < centre.box.center[0] < 1024
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_face_restores_the_same_whatever_it_is_batched_with(precision):
+    from facemend.methods.registry import DEFAULT_MODEL, resolve_model
+
+    restorer, knobs = resolve_model(DEFAULT_MODEL)
+    pipeline = PhotoPipeline(restorer, knobs, batch_size=4, precision=precision)
+    rng = np.random.default_rng(0)
+    size = restorer.face_size
+    faces = [rng.random((size, size, 3), dtype=np.float32) for _ in range(6)]
+    alone = pipeline.restore_crops(faces[:1])[0]
+    assert np.array_equal(pipeline.restore_crops(faces[3:6] + faces[:1])[3], alone)  # 2nd batch, 1 face of 1
+    assert np.array_equal(pipeline.restore_crops(faces[4:6] + faces[:1])[2], alone)  # 1st batch, 3 faces of 4
+    assert len(pipeline.restore_crops(faces)) == 6

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from facemend.errors import FacemendError
@@ -55,6 +56,7 @@ class RestoreRecipe:
     precision: str  # as resolved on the driver, so every node computes as the local path would there
     runtime: str = "torch"
     onnx: str | None = None
+    threads: int = 0  # torch threads of the restoring actors: the driver's (fp32 kernels sum in thread-sized parts)
 
     @classmethod
     def of(cls, pipeline: PhotoPipeline, model: str, runtime: str = "torch", onnx: str | None = None) -> RestoreRecipe:
@@ -71,9 +73,12 @@ class RestoreRecipe:
             pipeline.precision,
             runtime,
             str(Path(onnx).resolve()) if onnx else None,
+            torch.get_num_threads(),
         )
 
     def build(self) -> PhotoPipeline:
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
         restorer = with_runtime(load_restorer(self.model), self.runtime, self.onnx, report=lambda _: None)
         return PhotoPipeline(restorer, self.knobs, self.options, self.batch_size, self.precision)
 

@@ -200,11 +200,19 @@ class PhotoPipeline:
         return self.cropper.crop_faces(photo, faces)
 
     def restore_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Restore S×S×3 float32 crops, `batch_size` at a time."""
+        """Restore S×S×3 float32 crops, `batch_size` at a time.
+
+        Every network call gets exactly `batch_size` faces (a short batch is padded with copies of its last face):
+        oneDNN picks its kernels by the batch's shape, so a face's restoration would otherwise depend on how many
+        faces it was batched with. With a fixed shape it depends on the face alone (on this CPU: checked in
+        `tests/test_faces.py`), so a photo comes out the same alone, in a folder, or through the Ray engine.
+        """
         restored: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
-            batch = torch.from_numpy(np.stack(crops[start : start + self.batch_size])).permute(0, 3, 1, 2)
-            output = self.restorer(batch, precision=self.precision, **self.knobs)
+            chunk = list(crops[start : start + self.batch_size])
+            padded = chunk + [chunk[-1]] * (self.batch_size - len(chunk))
+            batch = torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2)
+            output = self.restorer(batch, precision=self.precision, **self.knobs)[: len(chunk)]
             restored.extend(output.permute(0, 2, 3, 1).float().cpu().numpy())
         return restored
 
