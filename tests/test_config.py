@@ -82,3 +82,32 @@ def test_training_config_errors_name_file_and_field(tmp_path):
     bad.write_text("stages: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(bad)
+
+
+def test_stage_method_options_belong_to_the_method():
+    """A stage's `method:` options are its method's (`Recipe.stage_options_class`): another method's key, a key
+    given to a method that takes none, or one left at the stage's top level is an error naming it."""
+    import yaml
+
+    from conftest import REPO
+    from facemend.methods.registry import recipe_for
+
+    def config(name: str) -> dict:
+        return yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+
+    iqpfr, artfr, baseline = config("iqpfr/tiny"), config("artfr/tiny"), config("baseline/tiny")
+    assert recipe_for(load_train_config(iqpfr)).stage_options(load_train_config(iqpfr).stages[0]).min_score == 0.75
+    artfr_fusion = load_train_config(artfr).stages[1]
+    assert recipe_for(load_train_config(artfr)).stage_options(artfr_fusion).sampler_steps == 1
+    artfr["stages"][1]["method"] = {"min_score": 0.5}
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.method\.min_score: unknown key \(known keys: sampler_steps\)"):
+        recipe_for(load_train_config(artfr))
+    artfr["stages"][1]["method"] = {"sampler_steps": 0}
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.method: sampler_steps must be >= 1, got 0"):
+        recipe_for(load_train_config(artfr))
+    baseline["stages"][0]["method"] = {"sampler_steps": 2}
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.method\.sampler_steps: recipe 'baseline' takes no stage"):
+        recipe_for(load_train_config(baseline))
+    iqpfr["stages"][0]["min_score"] = iqpfr["stages"][0].pop("method")["min_score"]  # where it was before
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.min_score: unknown key"):
+        load_train_config(iqpfr)

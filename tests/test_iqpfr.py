@@ -24,7 +24,7 @@ from facemend.methods.daefr.model import DaefrConfig, DaefrModel
 from facemend.methods.iqpfr.model import IqpfrConfig, IqpfrModel, IqpfrRestorer
 from facemend.methods.iqpfr.recipe import IqpfrRecipe, straight_through_codes
 from facemend.methods.lookup import FIDELITY, QUALITY
-from facemend.methods.registry import MODELS, resolve_model
+from facemend.methods.registry import MODELS, recipe_for, resolve_model
 from facemend.models.code_transformer import CodeTransformerConfig
 from facemend.models.quality_conditioning import QualityConditioningConfig, quality_bins
 from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
@@ -128,7 +128,6 @@ def test_calibration_fit_and_round_trip(tmp_path):
 
 @pytest.mark.parametrize("name", ["iqpfr/tiny", "baseline/q-tiny", "daefr/q-tiny"])
 def test_training_refuses_a_prior_that_was_never_calibrated(name):
-    from facemend.methods.registry import recipe_for
     from facemend.training.trainer import check_config
 
     committed = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
@@ -202,15 +201,15 @@ def test_the_data_filter_keeps_exactly_the_faces_at_or_above_the_threshold(prepa
         read_scores(tmp_path / "missing.jsonl")
 
     config = train_config("iqpfr-tiny", prepared_faces, tmp_path)
-    load_train_config(config)
+    recipe_for(load_train_config(config))
     bad = yaml.safe_load(yaml.safe_dump(config))
     del bad["data"]["scores"]
-    with pytest.raises(ConfigError, match=r"stages\[0\]\.min_score: needs data.scores"):
-        load_train_config(bad)
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.method\.min_score: needs data.scores"):
+        recipe_for(load_train_config(bad))
     bad = yaml.safe_load(yaml.safe_dump(config))
-    bad["stages"][0]["min_score"] = 1.5
-    with pytest.raises(ConfigError, match=r"stages\[0\]: min_score must be in \[0, 1\], got 1.5"):
-        load_train_config(bad)
+    bad["stages"][0]["method"]["min_score"] = 1.5
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.method: min_score must be in \[0, 1\], got 1.5"):
+        recipe_for(load_train_config(bad))
     bad = yaml.safe_load(yaml.safe_dump(config))
     bad["data"]["scores"] = "scores.csv"
     with pytest.raises(ConfigError, match=r"data: scores must be a .jsonl file"):
@@ -380,7 +379,7 @@ def train_config(name: str, prepared_faces, tmp_path) -> dict:
         scores = tmp_path / "scores.jsonl"
         scores.write_text("".join(json.dumps({"file": f"face_{i:02d}.png", "score": i / 8}) + "\n" for i in range(8)))
         config["data"]["scores"] = str(scores)
-        config["stages"][0]["min_score"] = 0.5
+        config["stages"][0]["method"] = {"min_score": 0.5}
     return config
 
 
@@ -416,7 +415,7 @@ def test_each_stage_trains_what_it_names_through_the_trainer(name, prepared_face
 @pytest.mark.parametrize(
     ("name", "change", "message"),
     [
-        ("iqpfr-tiny", {"min_score": None}, r"stages\[0\]\.min_score: the HQ\+ stage .* learns from the faces"),
+        ("iqpfr-tiny", {"method": {}}, r"stages\[0\]\.method\.min_score: the HQ\+ stage .* learns from the faces"),
         ("iqpfr-tiny", {"losses": {"l1": 1.0, "code_ce": 1.0}}, r"stages\[0\]\.losses\.code_ce: the HQ\+ stage"),
         ("iqpfr-tiny-ablation-no-hqplus", {"trainable": ["hqplus"]}, r"stages\[0\]\.trainable: no module 'hqplus'"),
     ],

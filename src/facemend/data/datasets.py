@@ -6,8 +6,9 @@ Randomness is a function of a *draw* number, never of process state: the sampler
 `--resume` continue with exactly the batches an uninterrupted run would have seen, with any number of
 loader workers or processes.
 
-A stage may train on part of the faces: those whose quality score in `data.scores` (the scores.jsonl of
-`facemend score ROOT/train`) is at least the stage's `min_score` (iqpfr's HQ+ codebook).
+A method may train a stage on part of the faces (`Recipe.stage_faces`), e.g. those whose quality score in
+`data.scores` (the scores.jsonl of `facemend score ROOT/train`) is at least a threshold (`faces_scoring`; iqpfr's
+HQ+ stage, `method: {min_score: …}`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class DataConfig:
     gray_prob: float = 0.1  # share of LQ faces made greyscale (old photographs)
     cache_dir: str = "runs/cache"  # decoded faces are kept here as .npy, keyed by the file list
     val_faces: int = 64  # validation faces (spread over the val split) scored at every sample step
-    scores: str | None = None  # `facemend score ROOT/train`'s scores.jsonl, for stages with a min_score
+    scores: str | None = None  # `facemend score ROOT/train`'s scores.jsonl, for methods that keep faces by score
     # train on only N faces of ROOT/train: the first by sha256 of "train/<file>", the subset `facemend clean
     # --limit N` cleans, so a run on the original faces can match a run on the cleaned ones
     train_faces: int | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facemend.methods.base import Knob, NetworkSpec, WeightsRestorer, blend_with_input, keep_input_knob, resize_faces
@@ -47,9 +48,16 @@ class CodePrediction:
     images: torch.Tensor | None = None  # b 3 H W, when decoded
     target_indices: torch.Tensor | None = None  # b h w, the HQ face's codes (when `hq` is given)
     target_codes: torch.Tensor | None = None  # b d h w, their codebook vectors
-    hqplus_logits: torch.Tensor | None = None  # b (h w) n: iqpfr's second sequence, over its HQ+ codebook
-    hqplus_indices: torch.Tensor | None = None  # b h w
-    hqplus_target_indices: torch.Tensor | None = None  # b h w, the HQ face's HQ+ codes (when `hq` is given)
+
+    def code_accuracies(self) -> dict[str, float]:
+        """The share of the HQ face's codes predicted (`code_acc`), by log name; a method whose model predicts
+        more code sequences adds theirs (`target_indices` given)."""
+        return {"code_acc": (self.indices == self.target_indices).float().mean().item()}
+
+    def code_cross_entropy(self) -> torch.Tensor:
+        """Cross-entropy of the logits on the HQ face's codes; a method whose model predicts more code sequences
+        adds theirs (`target_indices` given)."""
+        return F.cross_entropy(self.logits.transpose(1, 2).float(), self.target_indices.flatten(1))
 
 
 def argmax_codes(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:

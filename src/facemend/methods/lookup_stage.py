@@ -2,11 +2,12 @@
 model whose `forward(lq, fidelity, hq, quality)` returns a `CodePrediction` (`methods/lookup.py`) learns the HQ
 face's codes:
 
-- `code_ce`: cross-entropy on the HQ face's code indices (iqpfr: plus that on its HQ+ codes);
+- `code_ce`: cross-entropy on the HQ face's code indices (`CodePrediction.code_cross_entropy`: a method whose
+  model predicts more code sequences adds theirs);
 - `feature_mse`: MSE between the unit-normalised encoder latent and the HQ codes.
 
-A quality-conditioned model (IQPFR's conditioning) reads each HQ face's true score: the recipe's quality prior
-on the HQ face, without gradient.
+A quality-conditioned model (IQPFR's conditioning) reads each HQ face's true score: the quality prior of its
+config (`LookupRecipe.quality_prior`) on the HQ face, without gradient.
 
 A stage that weights a decoded-image loss also decodes the predicted codes with LQ features fused in at a drawn
 fidelity and adds the shared fusion-stage losses (`fusion_stage.py`); one that weights only those is the
@@ -16,15 +17,18 @@ fusion stage.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facemend.config import ConfigError
 from facemend.methods.lookup import CodePrediction
 from facemend.metrics.pixel import psnr
 from facemend.models.fusion import FidelityFusion
 from facemend.models.tokenizer import VQTokenizer
+from facemend.quality.prior import QualityPrior, QualityPriorConfig
 from facemend.training.config import StageConfig
 from facemend.training.fusion_stage import decodes, draw_fidelity, fusion_step
 from facemend.training.recipe import Recipe, StepOutput
@@ -36,7 +40,34 @@ ExtraLoss = Callable[[CodePrediction, torch.Tensor | None, dict[str, float]], to
 VALIDATION_FIDELITIES = (0.0, 0.5, 1.0)
 
 
-def true_quality(recipe: Recipe, model: nn.Module, hq: torch.Tensor) -> torch.Tensor | None:
+class LookupRecipe(Recipe):
+    """The recipe of a lookup model (baseline, daefr, iqpfr), whose config may hold IQPFR's quality conditioning
+    (`quality_conditioning`, None or absent: unconditioned): a conditioned model trains only with a calibrated
+    prior, and scores with it (`quality_prior`)."""
+
+    def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
+        super().__init__(model_config, discriminator_config)
+        self._priors: dict[str, QualityPrior] = {}
+
+    def check_trainable(self) -> None:
+        """A quality-conditioned model needs a calibrated prior."""
+        conditioning = getattr(self.config, "quality_conditioning", None)
+        if conditioning is not None and not conditioning.prior.calibrated:
+            raise ConfigError(
+                "model.quality_conditioning.prior: not calibrated (centre, scale): run `facemend score` on the "
+                "training faces and copy the calibration it prints"
+            )
+
+    def quality_prior(self, config: QualityPriorConfig, device: torch.device) -> QualityPrior:
+        """IQPFR's quality prior (`quality/prior.py`) of `config`, built on first use (it reads NIQE's pristine
+        model, which models may not)."""
+        key = repr(config)
+        if key not in self._priors:
+            self._priors[key] = QualityPrior(config).requires_grad_(False)
+        return self._priors[key].to(device)
+
+
+def true_quality(recipe: LookupRecipe, model: nn.Module, hq: torch.Tensor) -> torch.Tensor | None:
     """The quality prior's scores `b` of the HQ faces, the condition a quality-conditioned model trains with;
     None for a model without conditioning."""
     if model.quality_embedding is None:
@@ -46,7 +77,7 @@ def true_quality(recipe: Recipe, model: nn.Module, hq: torch.Tensor) -> torch.Te
 
 
 def lookup_step(
-    recipe: Recipe,
+    recipe: LookupRecipe,
     model: nn.Module,
     tokenizer: VQTokenizer,
     fusion: FidelityFusion,
@@ -62,14 +93,10 @@ def lookup_step(
     fidelity = draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device) if decode else None
     quality = true_quality(recipe, model, hq)
     out = model(lq, fidelity=fidelity, hq=hq, quality=quality)
-    logs = {"code_acc": (out.indices == out.target_indices).float().mean().item()}
-    if out.hqplus_indices is not None:
-        logs["hqplus_acc"] = (out.hqplus_indices == out.hqplus_target_indices).float().mean().item()
+    logs = out.code_accuracies()
     loss = torch.zeros((), device=lq.device)
     if stage.weight("code_ce"):
-        ce = F.cross_entropy(out.logits.transpose(1, 2).float(), out.target_indices.flatten(1))
-        if out.hqplus_logits is not None:
-            ce = ce + F.cross_entropy(out.hqplus_logits.transpose(1, 2).float(), out.hqplus_target_indices.flatten(1))
+        ce = out.code_cross_entropy()
         loss = loss + stage.weight("code_ce") * ce
         logs["ce"] = ce.item()
     if stage.weight("feature_mse"):

@@ -195,10 +195,13 @@ def split_specs(text: str) -> list[str]:
 
 
 def recipe_for(config: TrainConfig) -> Recipe:
-    """The recipe a training config names, built from (and validating) its model and discriminator sections."""
+    """The recipe a training config names, built from (and validating) its model and discriminator sections and
+    its stages' `method:` options."""
     if config.recipe not in RECIPES:
         raise ConfigError(f"recipe: unknown recipe {config.recipe!r} (recipes: {', '.join(RECIPES)})")
-    return RECIPES[config.recipe]()(config.model, config.discriminator)
+    recipe = RECIPES[config.recipe]()(config.model, config.discriminator)
+    recipe.check_stage_options(config)
+    return recipe
 
 
 def model_info(name: str) -> ModelInfo:

@@ -30,11 +30,10 @@ class StageConfig:
     init_parts: dict[str, str] = field(default_factory=dict)  # with init: more weights folders loaded beside it,
     # by the part names the recipe declares (daefr: lq_tokenizer)
     ema_warmup: bool = False  # EMA decay ramps up as min(ema_decay, (1 + n) / (10 + n)) over the stage's updates
-    fidelity_one_share: float | None = None  # baseline fusion: share of faces trained at w = 1, the rest at w = 0
-    # (None: w ~ U(0, 1) per face)
-    sampler_steps: int = 1  # artfr fusion: sampler steps of the codes decoded in training (1 = one-shot)
-    min_score: float | None = None  # train on the faces whose score in data.scores is >= this (iqpfr's HQ+
-    # codebook); None: every face
+    fidelity_one_share: float | None = None  # the fusion stage (fusion_stage.py): share of faces trained at w = 1,
+    # the rest at w = 0 (None: w ~ U(0, 1) per face)
+    method: dict[str, Any] = field(default_factory=dict)  # the method's own options of this stage, checked by its
+    # recipe (`Recipe.stage_options_class`); a method that declares none takes none
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -51,10 +50,6 @@ class StageConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.fidelity_one_share is not None and not 0.0 <= self.fidelity_one_share <= 1.0:
             raise ValueError(f"fidelity_one_share must be in [0, 1], got {self.fidelity_one_share}")
-        if self.sampler_steps < 1:
-            raise ValueError(f"sampler_steps must be >= 1, got {self.sampler_steps}")
-        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
-            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
         if self.init_parts and not self.init:
             raise ValueError(f"init_parts ({', '.join(self.init_parts)}) load beside init: set init too")
         bad = [name for name, weight in self.losses.items() if weight < 0]
@@ -124,12 +119,6 @@ class TrainConfig:
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must differ, got {names}")
-        for i, stage in enumerate(self.stages):
-            if stage.min_score is not None and self.data.scores is None:
-                raise ConfigError(
-                    f"stages[{i}].min_score: needs data.scores, the scores.jsonl of `facemend score` over the "
-                    "training faces"
-                )
 
     @property
     def run_dir(self) -> Path:

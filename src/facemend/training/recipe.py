@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from facemend.config import ConfigError, build, to_dict
+from facemend.data.datasets import DataConfig
 from facemend.errors import FacemendError
 from facemend.models.discriminator import DiscriminatorConfig, PatchDiscriminator
-from facemend.quality.prior import QualityPrior, QualityPriorConfig
-from facemend.training.config import StageConfig
+from facemend.training.config import StageConfig, TrainConfig
 from facemend.training.losses import (
     IdentityLoss,
     PerceptualLoss,
@@ -35,6 +37,14 @@ class StepOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class KeptFaces:
+    """The training faces a stage keeps (`Recipe.stage_faces`)."""
+
+    positions: np.ndarray  # their positions among the training files (file-name order), ascending
+    rule: str  # what they have in common, as the log states it: "N of M training faces (P%) RULE"
+
+
 class Recipe(ABC):
     name: ClassVar[str]  # the `recipe:` value of a training config
     kind: ClassVar[str]  # the `kind` of the exported weights
@@ -45,6 +55,8 @@ class Recipe(ABC):
     starts_from_tokenizer: ClassVar[bool] = False  # True: the first stage may start from tokenizer weights
     init_parts: ClassVar[dict[str, str]] = {}  # parts a stage may load from more weights folders (a stage's
     # `init_parts`), each with the weights kind it takes
+    stage_options_class: ClassVar[type | None] = None  # the dataclass of a stage's `method:` options (None: the
+    # recipe takes none)
 
     def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
         """Validate both configs; errors name the field under `model.` / `discriminator.`."""
@@ -52,7 +64,6 @@ class Recipe(ABC):
         self.discriminator_config = build(DiscriminatorConfig, discriminator_config, "discriminator")
         self._perceptual: PerceptualLoss | None = None
         self._identity: IdentityLoss | None = None
-        self._priors: dict[str, QualityPrior] = {}
 
     def build_model(self) -> nn.Module:
         """The model whose EMA weights the run exports."""
@@ -73,14 +84,6 @@ class Recipe(ABC):
         if self._identity is None:
             self._identity = IdentityLoss().to(prediction.device)
         return self._identity(prediction, target)
-
-    def quality_prior(self, config: QualityPriorConfig, device: torch.device) -> QualityPrior:
-        """IQPFR's quality prior (`quality/prior.py`) of `config`, built on first use (it reads NIQE's pristine
-        model, which models may not)."""
-        key = repr(config)
-        if key not in self._priors:
-            self._priors[key] = QualityPrior(config).requires_grad_(False)
-        return self._priors[key].to(device)
 
     def model_config(self) -> dict[str, Any]:
         """The model config as saved in `config.json`."""
@@ -110,17 +113,41 @@ class Recipe(ABC):
         """The state dict a stage loads from weights of this recipe's kind (default: all of it)."""
         return weights.state_dict
 
-    def check_trainable(self) -> None:
-        """Raise ConfigError for a model config that builds but cannot be trained (an uncalibrated prior)."""
-        conditioning = getattr(self.config, "quality_conditioning", None)
-        if conditioning is not None and not conditioning.prior.calibrated:
-            raise ConfigError(
-                "model.quality_conditioning.prior: not calibrated (centre, scale): run `facemend score` on the "
-                "training faces and copy the calibration it prints"
-            )
+    def check_trainable(self) -> None:  # noqa: B027 (a hook: most models train as they build)
+        """Raise ConfigError, naming the field under `model.`, for a model config that builds but cannot be
+        trained (default: every one can)."""
 
     def check_stage(self, stage: StageConfig) -> None:  # noqa: B027 (a hook: most recipes run every stage)
         """Raise ValueError, naming the stage's field, for a stage this recipe cannot run (default: any runs)."""
+
+    def stage_options(self, stage: StageConfig) -> Any:
+        """The stage's `method:` options as this recipe's `stage_options_class` (its defaults where unset), or None
+        for a recipe that declares none; errors name the field under `method.`."""
+        if self.stage_options_class is None:
+            if stage.method:
+                raise ConfigError(f"method.{next(iter(stage.method))}: recipe {self.name!r} takes no stage options")
+            return None
+        return build(self.stage_options_class, stage.method, "method")
+
+    def check_stage_options(self, config: TrainConfig) -> None:
+        """Every stage's `method:` options, built and checked against the data config (`check_options`); errors
+        name the field (`stages[1].method.min_score: …`)."""
+        for i, stage in enumerate(config.stages):
+            try:
+                self.check_options(self.stage_options(stage), config.data)
+            except ConfigError as error:
+                raise ConfigError(f"stages[{i}].{error}") from None
+            except ValueError as error:
+                raise ConfigError(f"stages[{i}].method.{error}") from None
+
+    def check_options(self, options: Any, data: DataConfig) -> None:  # noqa: B027 (a hook)
+        """Raise ValueError, naming the option, for a stage's options (`stage_options`) that the data config
+        cannot serve (default: it serves any)."""
+
+    def stage_faces(self, stage: StageConfig, data: DataConfig, files: list[Path]) -> KeptFaces | None:
+        """The faces `stage` trains on among `files` (those of `data.root`/train, file-name order), or None: all
+        of them (default). The trainer narrows them to the `data.train_faces` subset, if set."""
+        return None
 
     @abstractmethod
     def generator_step(

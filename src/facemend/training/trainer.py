@@ -26,15 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facemend.config import ConfigError, to_dict
-from facemend.data.datasets import (
-    FaceDataset,
-    ResumableSampler,
-    face_files,
-    faces_scoring,
-    first_by_hash,
-    load_faces,
-    read_scores,
-)
+from facemend.data.datasets import FaceDataset, ResumableSampler, face_files, first_by_hash, load_faces
 from facemend.data.io import photo_from_array, write_image
 from facemend.errors import FacemendError
 from facemend.precision import resolve_precision
@@ -56,8 +48,9 @@ class TrainResult:
 
 
 def check_config(config: TrainConfig, recipe: Recipe) -> None:
-    """Stage fields that only the recipe can judge: loss names and module names."""
+    """Stage fields that only the recipe can judge: loss names, module names and the method's stage options."""
     recipe.check_trainable()
+    recipe.check_stage_options(config)
     model = recipe.build_model()
     modules = [name for name, _ in model.named_children()]
     known_paths = {name for name, _ in model.named_modules() if name}
@@ -144,7 +137,7 @@ def train(
     with fabric.rank_zero_first():
         train_faces = load_faces(Path(data.root) / "train", data.size, data.cache_dir)
         val_faces = load_faces(Path(data.root) / "val", data.size, data.cache_dir)
-    kept = _kept_faces(config, fabric)
+    kept = _kept_faces(config, recipe, fabric)
     val_faces = val_faces[np.linspace(0, len(val_faces) - 1, min(data.val_faces, len(val_faces))).astype(int)]
     degradation = data.degradation if recipe.paired else None
     validation = FaceDataset(
@@ -294,13 +287,11 @@ def train(
             logger.finalize("success")
 
 
-def _kept_faces(config: TrainConfig, fabric: Fabric) -> list[np.ndarray | None]:
+def _kept_faces(config: TrainConfig, recipe: Recipe, fabric: Fabric) -> list[np.ndarray | None]:
     """Per stage, the positions of its training faces among all (file-name order): the `data.train_faces`
-    subset, if any, narrowed to the faces scoring ≥ the stage's `min_score` in `data.scores`; None for every
+    subset, if any, narrowed to the faces the recipe keeps for the stage (`Recipe.stage_faces`); None for every
     face. Checked before any stage runs."""
     data = config.data
-    if data.train_faces is None and all(stage.min_score is None for stage in config.stages):
-        return [None] * len(config.stages)
     files = face_files(Path(data.root) / "train")
     subset = None
     if data.train_faces is not None:
@@ -309,22 +300,17 @@ def _kept_faces(config: TrainConfig, fabric: Fabric) -> list[np.ndarray | None]:
         subset = first_by_hash(files, data.train_faces)
         fabric.print(f"training on {len(subset)} of the {len(files)} faces in {data.root}/train (data.train_faces)")
     kept: list[np.ndarray | None] = []
-    scores = None
     for stage in config.stages:
-        if stage.min_score is None:
+        chosen = recipe.stage_faces(stage, data, files)
+        if chosen is None:
             kept.append(subset)
             continue
-        if scores is None:
-            scores = read_scores(data.scores)
-        positions = faces_scoring(files, scores, stage.min_score)
-        if subset is not None:
-            positions = np.intersect1d(positions, subset)
-        if len(positions) == 0:
-            raise FacemendError(f"stage {stage.name!r}: no training face scores >= min_score {stage.min_score:g}")
+        positions = chosen.positions if subset is None else np.intersect1d(chosen.positions, subset)
         among = len(files) if subset is None else len(subset)
+        if len(positions) == 0:
+            raise FacemendError(f"stage {stage.name!r}: none of the {among} training faces {chosen.rule}")
         fabric.print(
-            f"{stage.name}: {len(positions)} of {among} training faces ({len(positions) / among:.1%}) "
-            f"score >= {stage.min_score:g} in {data.scores}"
+            f"{stage.name}: {len(positions)} of {among} training faces ({len(positions) / among:.1%}) {chosen.rule}"
         )
         kept.append(positions)
     return kept

@@ -3,11 +3,14 @@
 - `tokens`: LQ encoder + masked transformer. Per HQ face, a share γ(r) of its codes (r ~ U(0, 1), γ the cosine
   schedule) is replaced by [MASK]; cross-entropy on the masked positions only (`code_ce`), plus MSE between the
   unit-normalised LQ latent and the HQ codes (`feature_mse`, as in the baseline's lookup stage).
-- `fusion`: the codes are sampled (no gradient; `sampler_steps`, greedy) and decoded with LQ features fused in;
-  the fusion (and, if the stage says so, the decoder) learns with the shared fusion-stage losses.
+- `fusion`: the codes are sampled (no gradient, greedy; with the stage's `method: {sampler_steps: N}`,
+  `ArtfrStageOptions`) and decoded with LQ features fused in; the fusion (and, if the stage says so, the
+  decoder) learns with the shared fusion-stage losses.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +23,17 @@ from facemend.training.fusion_stage import decodes, draw_fidelity, fusion_step
 from facemend.training.recipe import Recipe, StepOutput
 
 VALIDATION_STEPS = (1, 8)
+
+
+@dataclass
+class ArtfrStageOptions:
+    """A stage's `method:` options."""
+
+    sampler_steps: int = 1  # sampler steps of the codes decoded in training (1 = one-shot)
+
+    def __post_init__(self) -> None:
+        if self.sampler_steps < 1:
+            raise ValueError(f"sampler_steps must be >= 1, got {self.sampler_steps}")
 
 
 def random_mask(codes: torch.Tensor) -> torch.Tensor:
@@ -39,6 +53,7 @@ class ArtfrRecipe(Recipe):
     losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "adversarial"})
     paired = True
     starts_from_tokenizer = True
+    stage_options_class = ArtfrStageOptions
 
     def generator_step(self, model: ArtfrModel, batch, stage: StageConfig, discriminator) -> StepOutput:
         lq, hq = batch["lq"], batch["hq"]
@@ -61,7 +76,7 @@ class ArtfrRecipe(Recipe):
             logs["feature_mse"] = feature.item()
         if decodes(stage):
             with torch.no_grad():
-                indices = model.sample(lq_latent.detach(), stage.sampler_steps)
+                indices = model.sample(lq_latent.detach(), self.stage_options(stage).sampler_steps)
             logs["code_acc"] = (indices == target).float().mean().item()
             fidelity = draw_fidelity(lq.shape[0], stage.fidelity_one_share, lq.device)
             images = model.decode(indices, features, fidelity)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import torch
 
 from facemend.methods.baseline.model import KIND, BaselineConfig, BaselineModel
-from facemend.methods.lookup_stage import lookup_step, lookup_validate
+from facemend.methods.lookup_stage import LookupRecipe, lookup_step, lookup_validate
 from facemend.training.config import StageConfig
-from facemend.training.recipe import Recipe, StepOutput
+from facemend.training.recipe import StepOutput
 from facemend.weights import Weights
 
 
-class BaselineRecipe(Recipe):
+class BaselineRecipe(LookupRecipe):
     name = "baseline"
     kind = KIND
     config_class = BaselineConfig

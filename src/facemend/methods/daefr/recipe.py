@@ -33,11 +33,11 @@ import torch
 
 from facemend.errors import FacemendError
 from facemend.methods.daefr.model import KIND, DaefrConfig, DaefrModel
-from facemend.methods.lookup_stage import ExtraLoss, lookup_step, lookup_validate
+from facemend.methods.lookup_stage import ExtraLoss, LookupRecipe, lookup_step, lookup_validate
 from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
 from facemend.training.losses import patch_association_loss, patch_similarity
-from facemend.training.recipe import Recipe, StepOutput, load_tokenizer
+from facemend.training.recipe import StepOutput, load_tokenizer
 from facemend.weights import Weights
 
 ASSOCIATION_LOSSES = ("association", "l1", "perceptual", "commitment")
@@ -58,7 +58,7 @@ def association_accuracy(hq_latent: torch.Tensor, lq_latent: torch.Tensor) -> fl
     return float((rows + columns) / 2)
 
 
-class DaefrRecipe(Recipe):
+class DaefrRecipe(LookupRecipe):
     name = "daefr"
     kind = KIND
     config_class = DaefrConfig

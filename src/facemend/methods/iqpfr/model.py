@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facemend.methods.lookup import CodePrediction, LookupRestorer, argmax_codes, lookup_knobs
@@ -66,6 +67,30 @@ class IqpfrConfig:
         self.fusion_levels = check_fusion_levels(self.fusion_levels, len(self.tokenizer.channel_mults))
         if self.hqplus_weight <= 0:
             raise ValueError(f"hqplus_weight must be > 0, got {self.hqplus_weight}")
+
+
+@dataclass
+class IqpfrPrediction(CodePrediction):
+    """The lookup's prediction plus iqpfr's second code sequence, over its HQ+ codebook (all None without it)."""
+
+    hqplus_logits: torch.Tensor | None = None  # b (h w) n
+    hqplus_indices: torch.Tensor | None = None  # b h w
+    hqplus_target_indices: torch.Tensor | None = None  # b h w, the HQ face's HQ+ codes (when `hq` is given)
+
+    def code_accuracies(self) -> dict[str, float]:
+        """`code_acc` (the common codes) and, with the HQ+ codebook, `hqplus_acc`."""
+        accuracies = super().code_accuracies()
+        if self.hqplus_indices is not None:
+            accuracies["hqplus_acc"] = (self.hqplus_indices == self.hqplus_target_indices).float().mean().item()
+        return accuracies
+
+    def code_cross_entropy(self) -> torch.Tensor:
+        """The common codes' cross-entropy plus, with the HQ+ codebook, the HQ+ codes' (summed: the common codes
+        weigh as much as in the baseline)."""
+        ce = super().code_cross_entropy()
+        if self.hqplus_logits is not None:
+            ce = ce + F.cross_entropy(self.hqplus_logits.transpose(1, 2).float(), self.hqplus_target_indices.flatten(1))
+        return ce
 
 
 class IqpfrModel(nn.Module):
@@ -118,13 +143,13 @@ class IqpfrModel(nn.Module):
         fidelity: torch.Tensor | float | None = None,
         hq: torch.Tensor | None = None,
         quality: torch.Tensor | float | None = None,
-    ) -> CodePrediction:
+    ) -> IqpfrPrediction:
         """`b 3 H W` LQ faces in [0, 1] and target scores (a float or `b`; default 1) → both code sequences;
         decoded (with the fusion) when `fidelity` is given; the HQ faces' codes when `hq` is given."""
         latent, features = self.lq_encoder(lq, return_features=True)
         height, width = latent.shape[2:]
         logits, hqplus_logits = self.logits(latent, quality)
-        out = CodePrediction(logits, latent, argmax_codes(logits, height, width), hqplus_logits=hqplus_logits)
+        out = IqpfrPrediction(logits, latent, argmax_codes(logits, height, width), hqplus_logits=hqplus_logits)
         if hqplus_logits is not None:
             out.hqplus_indices = argmax_codes(hqplus_logits, height, width)
         if hq is not None:

@@ -1,7 +1,8 @@
 """How `iqpfr` is trained, on the frozen common tokenizer (stages in configs/iqpfr/tiny.yaml):
 
 - `hqplus` (any stage that trains `hqplus`): the HQ+ codebook and the shared decoder learn on the faces scoring
-  ≥ the stage's `min_score` (`data.scores`: `facemend score` over the training folder), the encoder and common
+  ≥ the stage's `method: {min_score: …}` (`IqpfrStageOptions`; the scores: `data.scores`, `facemend score` over
+  the training folder; `stage_faces` keeps those faces, and the trainer logs the share kept), the encoder and common
   codebook frozen. Each face's latent is quantised by both codebooks; the decoder reconstructs the face from
   1 × common + 0.8 × HQ+ codes with the tokenizer's losses (`l1`, `perceptual`, `adversarial`;
   `recipe.reconstruction_step`). The encoder being frozen, the HQ+ codes enter the decoder as they are (no
@@ -28,20 +29,35 @@ codebook and the LQ encoder as a copy of its encoder) or from iqpfr weights (lat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from facemend.methods.iqpfr.model import KIND, IqpfrConfig, IqpfrModel
-from facemend.methods.lookup import CodePrediction
-from facemend.methods.lookup_stage import lookup_step, lookup_validate
+from facemend.data.datasets import DataConfig, faces_scoring, read_scores
+from facemend.methods.iqpfr.model import KIND, IqpfrConfig, IqpfrModel, IqpfrPrediction
+from facemend.methods.lookup_stage import LookupRecipe, lookup_step, lookup_validate
 from facemend.metrics.pixel import psnr
 from facemend.training.config import StageConfig
-from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
+from facemend.training.recipe import KeptFaces, StepOutput, reconstruction_step
 from facemend.weights import Weights
 
 HQPLUS_LOSSES = ("l1", "perceptual", "adversarial")
 VALIDATION_QUALITIES = (0.2, 1.0)
+
+
+@dataclass
+class IqpfrStageOptions:
+    """A stage's `method:` options."""
+
+    min_score: float | None = None  # train on the faces whose score in data.scores is >= this (the HQ+ stage
+    # needs it); None: every face
+
+    def __post_init__(self) -> None:
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
 
 
 def straight_through_codes(logits: torch.Tensor, codebook: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -54,7 +70,7 @@ def straight_through_codes(logits: torch.Tensor, codebook: torch.Tensor, height:
     return rearrange(codes, "b (h w) d -> b d h w", h=height, w=width)
 
 
-class IqpfrRecipe(Recipe):
+class IqpfrRecipe(LookupRecipe):
     name = "iqpfr"
     kind = KIND
     config_class = IqpfrConfig
@@ -62,12 +78,29 @@ class IqpfrRecipe(Recipe):
     losses = frozenset({"code_ce", "feature_mse", "quality", *HQPLUS_LOSSES})
     paired = True
     starts_from_tokenizer = True
+    stage_options_class = IqpfrStageOptions
+
+    def check_options(self, options: IqpfrStageOptions, data: DataConfig) -> None:
+        if options.min_score is not None and data.scores is None:
+            raise ValueError(
+                "min_score: needs data.scores, the scores.jsonl of `facemend score` over the training faces"
+            )
+
+    def stage_faces(self, stage: StageConfig, data: DataConfig, files: list[Path]) -> KeptFaces | None:
+        """The faces scoring ≥ the stage's `min_score` in `data.scores`, if it sets one."""
+        min_score = self.stage_options(stage).min_score
+        if min_score is None:
+            return None
+        positions = faces_scoring(files, read_scores(data.scores), min_score)
+        return KeptFaces(positions, f"score >= {min_score:g} in {data.scores}")
 
     def check_stage(self, stage: StageConfig) -> None:
         if "hqplus" not in stage.trainable:
             return
-        if stage.min_score is None:
-            raise ValueError("min_score: the HQ+ stage (one training hqplus) learns from the faces scoring >= it")
+        if self.stage_options(stage).min_score is None:
+            raise ValueError(
+                "method.min_score: the HQ+ stage (one training hqplus) learns from the faces scoring >= it"
+            )
         other = sorted(name for name in stage.losses if stage.weight(name) and name not in HQPLUS_LOSSES)
         if other:
             raise ValueError(
@@ -85,7 +118,7 @@ class IqpfrRecipe(Recipe):
         if "hqplus" in stage.trainable:
             return self.hqplus_step(model, batch, stage, discriminator)
 
-        def quality_term(out: CodePrediction, quality: torch.Tensor, logs: dict[str, float]) -> torch.Tensor:
+        def quality_term(out: IqpfrPrediction, quality: torch.Tensor, logs: dict[str, float]) -> torch.Tensor:
             if not stage.weight("quality"):
                 return torch.zeros((), device=out.latent.device)
             loss, score = self.quality_loss(model, out, quality)
@@ -95,7 +128,7 @@ class IqpfrRecipe(Recipe):
         return lookup_step(self, model, model.tokenizer, model.fusion, batch, stage, discriminator, quality_term)
 
     def quality_loss(
-        self, model: IqpfrModel, out: CodePrediction, quality: torch.Tensor
+        self, model: IqpfrModel, out: IqpfrPrediction, quality: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The discrete quality optimisation term (mean of max(0, q − score)) and the scores `b` of the decoded
         argmax codes."""
