@@ -16,6 +16,7 @@ from einops import rearrange
 from conftest import REPO
 from facemend.config import ConfigError, build, to_dict
 from facemend.errors import FacemendError
+from facemend.methods.daefr.association import patch_association_loss
 from facemend.methods.daefr.cross_attention import CrossAttention
 from facemend.methods.daefr.model import MAX_LOGIT_SCALE, DaefrConfig, DaefrModel, DaefrRestorer
 from facemend.methods.registry import recipe_for, resolve_model
@@ -25,7 +26,6 @@ from facemend.models.tokenizer import TokenizerConfig, VQTokenizer
 from facemend.pipelines.benchmark import slug
 from facemend.quality.prior import QualityPriorConfig
 from facemend.training.config import StageConfig, load_train_config
-from facemend.training.losses import patch_association_loss
 from facemend.training.tokenizer_recipe import LqTokenizerRecipe
 from facemend.training.trainer import check_config
 from facemend.weights import load_weights, save_weights

@@ -2,7 +2,7 @@
 
 - `associate` (DAEFR's association stage): the HQ-branch encoder reads the HQ face, the LQ-branch encoder the LQ
   face; `association` = the symmetric cross-entropy over the patch similarity matrix S = exp(t) · f_hq · f_lqᵀ
-  of each face (unit-normalised token-grid features, diagonal = same patch; `losses.patch_association_loss`),
+  of each face (unit-normalised token-grid features, diagonal = same patch; `association.patch_association_loss`),
   mean over the batch. Both branches keep their reconstruction losses: each branch encoder's latent goes
   through its own tokenizer's frozen quantizer and decoder, and is compared with what that tokenizer was
   trained on (HQ branch: the HQ face; LQ branch: the LQ face) with `l1` (+ `perceptual`) and the quantizer's
@@ -32,11 +32,11 @@ from __future__ import annotations
 import torch
 
 from facemend.errors import FacemendError
+from facemend.methods.daefr.association import patch_association_loss, patch_similarity
 from facemend.methods.daefr.model import KIND, DaefrConfig, DaefrModel
 from facemend.methods.lookup_stage import ExtraLoss, LookupRecipe, lookup_step, lookup_validate
 from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
-from facemend.training.losses import patch_association_loss, patch_similarity
 from facemend.training.recipe import StepOutput, load_tokenizer
 from facemend.weights import Weights
 
