@@ -67,6 +67,7 @@ def test_the_core_install_restores_a_photo_with_every_offered_model(tmp_path):
         (("export", "--model", "residual-unet", "-o", "{tmp}/model.onnx"), "onnx"),
         (("restore", str(EXAMPLE), "-o", "{tmp}/onnx", "--runtime", "onnx"), "onnx"),
         (("benchmark", "--data", "{tmp}", "--models", "classical", "-o", "{tmp}/bench"), "eval"),
+        (("benchmark-video", "--data", "{tmp}", "-o", "{tmp}/bench"), "eval"),
         (("train", str(ROOT / "configs" / "residual-unet" / "tiny.yaml")), "train"),
     ],
 )

@@ -33,6 +33,7 @@ COMMAND_EXTRAS = {
     "score": "eval",
     "benchmark": "eval",
     "benchmark-noharm": "eval",
+    "benchmark-video": "eval",
     "train": "train",
     "clean": "train",
     "export": "onnx",
@@ -279,6 +280,32 @@ def cmd_benchmark_noharm(args: argparse.Namespace) -> int:
     degraded = (args.degraded, args.degraded_limit)
     run_noharm(args.data, args.output, models, sets, args.limit, *degraded, args.batch, strength=strength)
     print(f"wrote {Path(args.output) / 'noharm.md'}", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark_video(args: argparse.Namespace) -> int:
+    from facemend.methods.registry import split_specs
+    from facemend.pipelines.photo import parse_strength
+    from facemend.pipelines.video_benchmark import run_video_benchmark, video_benchmark_markdown
+
+    presets = [name.strip() for name in args.presets.split(",") if name.strip()]
+    result = run_video_benchmark(
+        args.data,
+        split_specs(args.models),
+        args.output,
+        clips=args.clips,
+        frames=args.frames,
+        presets=presets,
+        seed=args.seed,
+        alignment=args.align,
+        strength=parse_strength(args.strength),
+        batch_size=args.batch,
+        precision=args.precision,
+        progress=not args.quiet,
+        warn=_report,
+    )
+    print(video_benchmark_markdown(result), end="")
+    print(f"video benchmark of {result['clips']} clips written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -573,6 +600,32 @@ def build_parser() -> argparse.ArgumentParser:
     noharm.add_argument("--strength", default="auto", metavar="auto|S", help="the defaults' strength (photo sets)")
     noharm.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     noharm.set_defaults(run=cmd_benchmark_noharm)
+
+    video_bench = commands.add_parser(
+        "benchmark-video", help="clips with known motion: per-frame and temporal metrics of restored videos"
+    )
+    video_bench.add_argument(
+        "--data", required=True, metavar="DIR", help="aligned HQ faces: DIR/hq, a facemend-test folder, or images"
+    )
+    video_bench.add_argument(
+        "--models", default=DEFAULT_MODEL, metavar="SPEC,...", help="model specs (default: %(default)s)"
+    )
+    video_bench.add_argument("-o", "--output", required=True, metavar="REPORT", help="report folder")
+    video_bench.add_argument("--clips", type=int, default=10, metavar="N", help="clips, one face each (default 10)")
+    video_bench.add_argument("--frames", type=int, default=48, metavar="N", help="frames per clip (default 48)")
+    video_bench.add_argument("--presets", default="medium,heavy", metavar="NAME,...", help="degradation presets")
+    video_bench.add_argument("--seed", type=int, default=0, help="seeds the motion and the degradation")
+    video_bench.add_argument(
+        "--align",
+        choices=("detector", "known"),
+        default="detector",
+        help="detector: the video path's detection and tracking; known: the true motion",
+    )
+    video_bench.add_argument("--strength", default="1", metavar="auto|S", help="share of each change applied")
+    video_bench.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")
+    video_bench.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    video_bench.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    video_bench.set_defaults(run=cmd_benchmark_video)
 
     training = commands.add_parser("train", help="train a model from a YAML config (stages run in order)")
     training.add_argument("config", help="training config, e.g. configs/tokenizer/tiny.yaml")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
@@ -115,49 +115,71 @@ def restore_video(
     not change (see `facemend.faces.temporal`). `output` appears only once it is complete.
     """
     info, frames = read_video(source)
-    upscale = pipeline.options.upscale
-    tracker = None if pipeline.options.aligned else FaceTracker(float(info.fps), smoothing)
-    strided = StridedDetection(detect_every)
-    fusion = None if temporal is None or tracker is None else TrackFusion(temporal)
     result = VideoResult(info.frame_estimate)
-    pending: list[PhotoJob] = []
     bar = tqdm(
         total=info.frame_estimate or None, desc=source.name, unit="frame", disable=not progress, dynamic_ncols=True
     )
-    size = (info.width * upscale, info.height * upscale)
+    size = (info.width * pipeline.options.upscale, info.height * pipeline.options.upscale)
     with bar, closing(frames), VideoWriter(output, size, info.fps, audio_from=info) as writer:
-
-        def flush() -> None:
-            restored = iter(pipeline.restore_crops([crop for job in pending for crop in job.crops]))
-            for job in pending:
-                job.restored = [next(restored) for _ in job.crops]
-                if fusion is not None:
-                    fusion.next_frame()
-                    job.restored = [
-                        fusion(face.track, crop, face_restored)
-                        for face, crop, face_restored in zip(job.faces, job.crops, job.restored, strict=True)
-                    ]
-                writer.write(pipeline.finish(job).to_uint8())
-                bar.update()
-            pending.clear()
-
-        for frame in frames:
-            photo = Photo(frame.astype(np.float32) / 255)
-            if tracker is None:
-                job = pipeline.prepare(photo)
-            else:
-                faces = strided(frame, partial(pipeline.detect, photo))
-                job = pipeline.crop_faces(photo, tracker.update(faces))
-            result.frames += 1
-            result.faces += len(job.crops)
-            result.frames_without_face += 0 if job.crops else 1
-            result.frames_with_small_faces += 1 if job.too_small else 0
-            pending.append(job)
-            waiting = sum(len(job.crops) for job in pending)
-            if waiting == 0 or waiting >= pipeline.batch_size or len(pending) >= MAX_PENDING_FRAMES:
-                flush()
+        for restored in restore_frames(pipeline, frames, float(info.fps), result, smoothing, detect_every, temporal):
+            writer.write(restored)
+            bar.update()
             bar.set_postfix(faces=result.faces, refresh=False)
-        flush()
         if not result.frames:
             raise FacemendError(f"{source}: the video has no frames")
     return result
+
+
+def restore_frames(
+    pipeline: PhotoPipeline,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    result: VideoResult,
+    smoothing: SmoothingOptions | None = None,
+    detect_every: int = DETECT_EVERY,
+    temporal: TemporalOptions | None = DEFAULT_TEMPORAL,
+) -> Iterator[np.ndarray]:
+    """The restored H×W×3 uint8 RGB frames of consecutive `frames` (same layout) of one video shot at `fps`, in
+    order; the counts of frames and faces go into `result`.
+
+    This is the frame loop of `restore_video`, on frames in memory: faces are detected on every `detect_every`-th
+    frame (and after one is lost), followed by optical flow in between, tracked and smoothed, and the faces of
+    several frames are restored in one batch; with `temporal`, each restored face is blended with its track's
+    previous one (see `facemend.faces.temporal`).
+    """
+    tracker = None if pipeline.options.aligned else FaceTracker(fps, smoothing)
+    strided = StridedDetection(detect_every)
+    fusion = None if temporal is None or tracker is None else TrackFusion(temporal)
+    pending: list[PhotoJob] = []
+
+    def flush() -> list[np.ndarray]:
+        restored = iter(pipeline.restore_crops([crop for job in pending for crop in job.crops]))
+        outputs = []
+        for job in pending:
+            job.restored = [next(restored) for _ in job.crops]
+            if fusion is not None:
+                fusion.next_frame()
+                job.restored = [
+                    fusion(face.track, crop, face_restored)
+                    for face, crop, face_restored in zip(job.faces, job.crops, job.restored, strict=True)
+                ]
+            outputs.append(pipeline.finish(job).to_uint8())
+        pending.clear()
+        return outputs
+
+    for frame in frames:
+        photo = Photo(frame.astype(np.float32) / 255)
+        if tracker is None:
+            job = pipeline.prepare(photo)
+        else:
+            faces = strided(frame, partial(pipeline.detect, photo))
+            job = pipeline.crop_faces(photo, tracker.update(faces))
+        result.frames += 1
+        result.faces += len(job.crops)
+        result.frames_without_face += 0 if job.crops else 1
+        result.frames_with_small_faces += 1 if job.too_small else 0
+        pending.append(job)
+        waiting = sum(len(job.crops) for job in pending)
+        if waiting == 0 or waiting >= pipeline.batch_size or len(pending) >= MAX_PENDING_FRAMES:
+            yield from flush()
+    yield from flush()
