@@ -282,3 +282,20 @@ def test_a_lost_face_makes_the_next_frame_detect(astronaut):
     assert len(calls) == 2
     with pytest.raises(FacemendError):
         StridedDetection(0)
+
+
+def test_a_face_the_detector_misses_is_kept_while_the_flow_follows_it(astronaut):
+    from facemend.faces.flow import MAX_UNCONFIRMED, StridedDetection
+
+    frames = [cv2.warpAffine(astronaut, np.float32([[1, 0, 2 * t], [0, 1, t]]), (512, 512)) for t in range(20)]
+    (first,) = find_faces(frames[0], FaceDetector())
+    strided = StridedDetection(2)
+    assert strided(frames[0], lambda: [first]) == [first]
+    kept = []
+    for t in range(1, 2 * MAX_UNCONFIRMED + 3):
+        faces = strided(frames[t], lambda: [])  # the detector misses it from now on
+        kept.append(len(faces))
+        if faces:  # where the flow put it: where it moved
+            assert np.abs(faces[0].landmarks5 - first.landmarks5 - [2 * t, t]).max() < 1.0, t
+    # followed on the frames between detections, kept through MAX_UNCONFIRMED detections that miss it, then let go
+    assert kept == [1] * (2 * MAX_UNCONFIRMED + 1) + [0]

@@ -137,7 +137,7 @@ def test_the_command_writes_the_table_and_json_of_a_tiny_run(tmp_path, hq_folder
     assert code == 0, err
     written = (out / "video_benchmark.md").read_text()
     assert written == table
-    for row in (GROUND_TRUTH, LQ_INPUT, "residual-unet"):
+    for row in (GROUND_TRUTH, LQ_INPUT, "residual-unet", "residual-unet, temporal"):
         assert f"| medium | {row} |" in written
     result = json.loads((out / "video_benchmark.json").read_text())
     assert result["clips"] == 2 and result["frames"] == 6 and result["presets"] == ["medium"]
@@ -145,9 +145,12 @@ def test_the_command_writes_the_table_and_json_of_a_tiny_run(tmp_path, hq_folder
     assert rows[GROUND_TRUTH]["idd"] == 0.0 and rows[GROUND_TRUTH]["warp_error"] < 1.0
     assert rows[LQ_INPUT]["warp_error"] > 3 * rows[GROUND_TRUTH]["warp_error"]
     assert rows["residual-unet"]["face_frames"] > 0.5 and rows["residual-unet"]["s_per_frame"] > 0
+    steady, by_frame = rows["residual-unet, temporal"], rows["residual-unet"]
+    assert steady["warp_error"] < by_frame["warp_error"]  # the temporal blend flickers less
+    assert abs(steady["psnr_y"] - by_frame["psnr_y"]) < 1.0
     assert rows[LQ_INPUT]["psnr_y"] < 60 and sorted(result["per_clip"]["medium"][LQ_INPUT]) == ["a", "b"]
     with Image.open(out / "sample_medium.png") as sheet:
-        assert sheet.size == (4 * FRAME_SIZE, 3 * FRAME_SIZE)
+        assert sheet.size == (4 * FRAME_SIZE, 4 * FRAME_SIZE)
 
 
 @pytest.mark.parametrize(

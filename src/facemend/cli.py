@@ -298,6 +298,7 @@ def cmd_benchmark_video(args: argparse.Namespace) -> int:
         presets=presets,
         seed=args.seed,
         alignment=args.align,
+        temporal=args.temporal,
         strength=parse_strength(args.strength),
         batch_size=args.batch,
         precision=args.precision,
@@ -620,6 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("detector", "known"),
         default="detector",
         help="detector: the video path's detection and tracking; known: the true motion",
+    )
+    video_bench.add_argument(
+        "--temporal",
+        choices=("both", "on", "off"),
+        default="both",
+        help="rows per model: restored frame by frame (off), with the temporal blend (on), or both (default)",
     )
     video_bench.add_argument("--strength", default="1", metavar="auto|S", help="share of each change applied")
     video_bench.add_argument("--batch", type=int, default=8, metavar="B", help="faces restored at once")

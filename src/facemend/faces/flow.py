@@ -4,6 +4,10 @@ Each face's 5 landmarks and a grid of points over its box are followed with pyra
 (`cv2.calcOpticalFlowPyrLK`); a similarity transform fitted to the points that were followed (RANSAC,
 `cv2.estimateAffinePartial2D`) moves the face's box and landmarks. A face whose points are mostly lost (it left
 the frame, a cut) is dropped, and the caller detects again.
+
+On a frame where the detector runs, a face it misses but the flow still follows is kept, for at most
+`MAX_UNCONFIRMED` detections in a row: heavily degraded faces are missed now and then (a third of the frames of
+the heavy video benchmark), and a face restored in some frames and not in others flickers more than the input.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import cv2
 import numpy as np
 
 from facemend.errors import FacemendError
-from facemend.faces.boxes import FaceBox
+from facemend.faces.boxes import FaceBox, box_iou
 from facemend.faces.locate import Face
 from facemend.faces.template import transform_points
 
@@ -23,6 +27,8 @@ GRID = 5  # points per side of the grid over a face's box
 MIN_FOLLOWED = 0.6  # share of a face's points that must be followed for the face to be kept
 MAX_BACK_ERROR = 1.0  # px: a point followed forward then back must land this near where it started
 WINDOW = 21  # px: Lucas–Kanade window
+MAX_UNCONFIRMED = 3  # detections in a row that may miss a face the flow still follows before it is let go
+SAME_FACE_IOU = 0.3  # a detection and a followed face overlapping this much are the same face
 
 
 def follow_faces(previous: np.ndarray, current: np.ndarray, faces: Sequence[Face]) -> list[Face]:
@@ -53,7 +59,8 @@ def follow_faces(previous: np.ndarray, current: np.ndarray, faces: Sequence[Face
 
 class StridedDetection:
     """The faces of consecutive frames: detected on every `stride`-th frame (and on any frame after a face was
-    lost), followed by optical flow in between."""
+    lost), followed by optical flow in between; a face the detector misses but the flow follows is kept for up
+    to `MAX_UNCONFIRMED` detections."""
 
     def __init__(self, stride: int) -> None:
         if stride < 1:
@@ -62,18 +69,29 @@ class StridedDetection:
         self.since_detection = 0
         self.previous: np.ndarray | None = None
         self.faces: list[Face] = []
+        self.missed: list[int] = []  # per face: detections in a row that did not find it
 
     def __call__(self, frame: np.ndarray, detect: Callable[[], list[Face]]) -> list[Face]:
         """The faces of the next H×W×3 uint8 RGB `frame`; `detect` finds them in it."""
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        followed = None
-        if self.previous is not None and self.since_detection < self.stride - 1:
-            followed = follow_faces(self.previous, grey, self.faces)
-            if len(followed) < len(self.faces):  # a face was lost: look again
-                followed = None
-        if followed is None:
-            self.faces, self.since_detection = detect(), 0
-        else:
-            self.faces, self.since_detection = followed, self.since_detection + 1
+        followed, missed = [], []
+        if self.previous is not None:
+            for face, count in zip(self.faces, self.missed, strict=True):
+                moved = follow_faces(self.previous, grey, [face])
+                if moved:
+                    followed.append(moved[0])
+                    missed.append(count)
         self.previous = grey
+        if self.since_detection < self.stride - 1 and self.faces and len(followed) == len(self.faces):
+            self.faces, self.missed, self.since_detection = followed, missed, self.since_detection + 1
+            return self.faces
+        detected = detect()
+        kept = [
+            (face, count + 1)
+            for face, count in zip(followed, missed, strict=True)
+            if count < MAX_UNCONFIRMED and all(box_iou(face.box, found.box) < SAME_FACE_IOU for found in detected)
+        ]
+        self.faces = detected + [face for face, _ in kept]
+        self.missed = [0] * len(detected) + [count for _, count in kept]
+        self.since_detection = 0
         return self.faces

@@ -35,6 +35,7 @@ from facemend.data.io import Photo, photo_from_array, read_image, write_bytes_at
 from facemend.errors import FacemendError
 from facemend.faces import Face, FaceBox, template_points
 from facemend.faces.template import compose, resize_matrix, template_face_box, transform_points
+from facemend.faces.temporal import TemporalOptions, TrackFusion
 from facemend.methods.registry import resolve_model
 from facemend.metrics.pixel import PSNR_CAP
 from facemend.metrics.report import format_value, heading
@@ -42,7 +43,7 @@ from facemend.metrics.suite import FacePair, MetricSuite
 from facemend.metrics.temporal import clip_warping_error, descriptor_jitter
 from facemend.pipelines.evaluate import faces_in, spread
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
-from facemend.pipelines.video import VideoResult, restore_frames
+from facemend.pipelines.video import DEFAULT_TEMPORAL, VideoResult, restore_frames
 from facemend.precision import resolve_precision
 
 FRAME_SIZE = 256  # px, square frames; the face's aligned crop fills the frame at zoom 1
@@ -54,6 +55,8 @@ MAX_LOG_ZOOM = 0.08  # largest zoom amplitude, as a log factor (±8 %)
 MAX_ROTATION = 4.0  # degrees: largest rotation amplitude
 FREQUENCIES = (0.15, 0.5)  # Hz: each motion parameter is a sine of a frequency in this range
 ALIGNMENTS = ("detector", "known")
+TEMPORAL_MODES = ("both", "on", "off")  # rows per model: with and without the temporal blend, or one of them
+TEMPORAL_SUFFIX = ", temporal"  # the row of a model restored with the temporal blend
 GROUND_TRUTH = "ground-truth"
 LQ_INPUT = "lq-input"
 FRAME_KEYS = ("psnr_y", "idd", "fd_dlib")
@@ -160,12 +163,18 @@ def known_face(crop_to_frame: np.ndarray) -> Face:
 
 
 def restore_clip(
-    pipeline: PhotoPipeline, frames: Sequence[np.ndarray], clip: Clip, alignment: str
+    pipeline: PhotoPipeline,
+    frames: Sequence[np.ndarray],
+    clip: Clip,
+    alignment: str,
+    temporal: TemporalOptions | None = None,
 ) -> tuple[list[np.ndarray], VideoResult]:
-    """The clip's LQ `frames` restored, and the counts of frames and faces."""
+    """The clip's LQ `frames` restored (with the temporal blend when `temporal` is given), and the counts of frames
+    and faces."""
     result = VideoResult(len(frames))
     if alignment == "detector":
-        return list(restore_frames(pipeline, frames, CLIP_FPS, result)), result
+        return list(restore_frames(pipeline, frames, CLIP_FPS, result, temporal=temporal)), result
+    fusion = TrackFusion(temporal) if temporal is not None else None
     jobs = [
         pipeline.crop_faces(Photo(frame.astype(np.float32) / 255), [known_face(m)])
         for frame, m in zip(frames, clip.crop_to_frame, strict=True)
@@ -174,6 +183,9 @@ def restore_clip(
     outputs = []
     for job in jobs:
         job.restored = [next(restored) for _ in job.crops]
+        if fusion is not None:  # one face, one track
+            fusion.next_frame()
+            job.restored = [fusion(0, crop, face) for crop, face in zip(job.crops, job.restored, strict=True)]
         outputs.append(pipeline.finish(job).to_uint8())
         result.frames += 1
         result.faces += len(job.crops)
@@ -241,7 +253,9 @@ def hq_faces(data: str | Path) -> dict[str, Path]:
     return faces_in(presets[0] / "hq" if presets else root)
 
 
-def check_settings(clips: int, frames: int, presets: Sequence[str], alignment: str, seed: int) -> None:
+def check_settings(
+    clips: int, frames: int, presets: Sequence[str], alignment: str, seed: int, temporal: str = "both"
+) -> None:
     if clips < 1:
         raise FacemendError(f"--clips must be >= 1, got {clips}")
     if frames < MIN_FRAMES:
@@ -254,6 +268,8 @@ def check_settings(clips: int, frames: int, presets: Sequence[str], alignment: s
         get_preset(name)
     if alignment not in ALIGNMENTS:
         raise FacemendError(f"unknown alignment {alignment!r}; choose one of: {', '.join(ALIGNMENTS)}")
+    if temporal not in TEMPORAL_MODES:
+        raise FacemendError(f"unknown temporal mode {temporal!r}; choose one of: {', '.join(TEMPORAL_MODES)}")
     image_rng(seed, "")  # validates the seed
 
 
@@ -271,14 +287,23 @@ def run_video_benchmark(
     precision: str = "auto",
     progress: bool = True,
     warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    temporal: str = "both",
 ) -> dict:
-    """Run the benchmark and write `out/video_benchmark.{json,md}` and a sample sheet per preset."""
-    check_settings(clips, frames, presets, alignment, seed)
+    """Run the benchmark and write `out/video_benchmark.{json,md}` and a sample sheet per preset. Each model gives
+    a row restored frame by frame (`temporal` "off") and one with the temporal blend, `SPEC, temporal` ("on"),
+    or both."""
+    check_settings(clips, frames, presets, alignment, seed, temporal)
     specs = list(dict.fromkeys(s.strip() for s in specs if s.strip()))
     if not specs:
         raise FacemendError("no model given: e.g. --models residual-unet")
     options = FaceOptions(strength=strength)
     pipelines = {spec: PhotoPipeline(*resolve_model(spec), options, batch_size, precision) for spec in specs}
+    modes = {"both": (None, DEFAULT_TEMPORAL), "on": (DEFAULT_TEMPORAL,), "off": (None,)}[temporal]
+    variants = [
+        (spec + ("" if mode is None else TEMPORAL_SUFFIX), pipeline, mode)
+        for spec, pipeline in pipelines.items()
+        for mode in modes
+    ]
     faces = hq_faces(data)
     stems = spread(sorted(faces), clips)
     if len(stems) < clips:
@@ -300,6 +325,7 @@ def run_video_benchmark(
         "presets": list(presets),
         "seed": seed,
         "alignment": alignment,
+        "temporal": temporal,
         "strength": "auto" if strength is None else strength,
         "frame_size": FRAME_SIZE,
         "face_size": FACE_SIZE,
@@ -318,11 +344,11 @@ def run_video_benchmark(
         }
         result["rows"][preset], result["per_clip"][preset] = {}, {}
         timing: dict[str, tuple[float, float]] = {}
-        for spec, pipeline in pipelines.items():
+        for spec, pipeline, mode in variants:
             restored, seconds, face_frames = {}, 0.0, 0
             for clip in tqdm(made, desc=f"{preset} {spec}", unit="clip", disable=not progress, dynamic_ncols=True):
                 began = time.perf_counter()
-                restored[clip.stem], counts = restore_clip(pipeline, lq[clip.stem], clip, alignment)
+                restored[clip.stem], counts = restore_clip(pipeline, lq[clip.stem], clip, alignment, mode)
                 seconds += time.perf_counter() - began
                 face_frames += counts.frames - counts.frames_without_face
             rows[spec] = restored
