@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -299,3 +300,18 @@ def test_a_face_the_detector_misses_is_kept_while_the_flow_follows_it(astronaut)
             assert np.abs(faces[0].landmarks5 - first.landmarks5 - [2 * t, t]).max() < 1.0, t
     # followed on the frames between detections, kept through MAX_UNCONFIRMED detections that miss it, then let go
     assert kept == [1] * (2 * MAX_UNCONFIRMED + 1) + [0]
+
+
+def test_a_weak_detection_confirms_a_followed_face_but_starts_none(astronaut):
+    from facemend.faces.flow import StridedDetection
+
+    (face,) = find_faces(astronaut, FaceDetector())
+    weak = replace(face, box=replace(face.box, score=0.55))
+    strided = StridedDetection(1, weak_below=0.75)
+    assert strided(astronaut, lambda: [weak]) == []  # nothing followed yet: a weak face starts nothing
+    assert strided(astronaut, lambda: [face]) == [face]
+    blank = np.zeros_like(astronaut)  # the flow cannot follow it here; the weak detection still confirms it
+    assert strided(blank, lambda: [weak]) == [weak]
+    assert strided(blank, lambda: [replace(weak, box=FaceBox(0, 0, 40, 40, 0.55))]) == []  # elsewhere: no
+    with pytest.raises(FacemendError, match="min_score"):
+        FaceDetector("hog", min_score=0.5)

@@ -47,10 +47,13 @@ class FaceDetector:
     name: str = DEFAULT_DETECTOR
     max_side: int | None = None
     upsample_below: int | None = None
+    min_score: float | None = None  # yunet only: the score a face needs (None: `yunet.SCORE_THRESHOLD`)
 
     def __post_init__(self) -> None:
         if self.name not in DETECTORS:
             raise FacemendError(f"unknown detector {self.name!r}; choose one of: {', '.join(DETECTORS)}")
+        if self.min_score is not None and (self.name != "yunet" or not 0.0 < self.min_score <= 1.0):
+            raise FacemendError(f"min_score is YuNet's, in (0, 1]; got {self.min_score} for {self.name!r}")
 
     def __call__(self, image: np.ndarray) -> list[FaceBox]:
         """The faces' boxes."""
@@ -71,7 +74,10 @@ class FaceDetector:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=interpolation)
         image = np.ascontiguousarray(image)
-        found = detect_yunet(image) if self.name == "yunet" else [Detection(box) for box in _DETECT[self.name](image)]
+        if self.name == "yunet":
+            found = detect_yunet(image) if self.min_score is None else detect_yunet(image, self.min_score)
+        else:
+            found = [Detection(box) for box in _DETECT[self.name](image)]
         return [detection.scaled(1.0 / scale) for detection in suppress_duplicates(found)]
 
 

@@ -6,8 +6,10 @@ Each face's 5 landmarks and a grid of points over its box are followed with pyra
 the frame, a cut) is dropped, and the caller detects again.
 
 On a frame where the detector runs, a face it misses but the flow still follows is kept, for at most
-`MAX_UNCONFIRMED` detections in a row: heavily degraded faces are missed now and then (a third of the frames of
+`MAX_UNCONFIRMED` detections in a row: heavily degraded faces are missed now and then (a quarter of the frames of
 the heavy video benchmark), and a face restored in some frames and not in others flickers more than the input.
+With `weak_below`, the detector is asked for weaker faces too: those scoring under `weak_below` are taken only
+where they overlap a face of the previous frame (a weak score alone does not start a face).
 """
 
 from __future__ import annotations
@@ -60,12 +62,14 @@ def follow_faces(previous: np.ndarray, current: np.ndarray, faces: Sequence[Face
 class StridedDetection:
     """The faces of consecutive frames: detected on every `stride`-th frame (and on any frame after a face was
     lost), followed by optical flow in between; a face the detector misses but the flow follows is kept for up
-    to `MAX_UNCONFIRMED` detections."""
+    to `MAX_UNCONFIRMED` detections. Detections scoring under `weak_below` (None: none are weak) only confirm a
+    face of the previous frame."""
 
-    def __init__(self, stride: int) -> None:
+    def __init__(self, stride: int, weak_below: float | None = None) -> None:
         if stride < 1:
             raise FacemendError(f"detection stride must be >= 1, got {stride}")
         self.stride = stride
+        self.weak_below = weak_below
         self.since_detection = 0
         self.previous: np.ndarray | None = None
         self.faces: list[Face] = []
@@ -85,7 +89,13 @@ class StridedDetection:
         if self.since_detection < self.stride - 1 and self.faces and len(followed) == len(self.faces):
             self.faces, self.missed, self.since_detection = followed, missed, self.since_detection + 1
             return self.faces
-        detected = detect()
+        detected = [
+            found
+            for found in detect()
+            if self.weak_below is None
+            or found.box.score >= self.weak_below
+            or any(box_iou(face.box, found.box) >= SAME_FACE_IOU for face in followed + self.faces)
+        ]
         kept = [
             (face, count + 1)
             for face, count in zip(followed, missed, strict=True)

@@ -48,24 +48,24 @@ def yunet_model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
-def yunet_detector() -> cv2.FaceDetectorYN:
-    return cv2.FaceDetectorYN.create(str(yunet_model_path()), "", (MIN_SIDE, MIN_SIDE), SCORE_THRESHOLD, NMS_IOU, TOP_K)
+@lru_cache(maxsize=4)
+def yunet_detector(min_score: float = SCORE_THRESHOLD) -> cv2.FaceDetectorYN:
+    return cv2.FaceDetectorYN.create(str(yunet_model_path()), "", (MIN_SIDE, MIN_SIDE), min_score, NMS_IOU, TOP_K)
 
 
-def detect_yunet(image: np.ndarray) -> list[Detection]:
+def detect_yunet(image: np.ndarray, min_score: float = SCORE_THRESHOLD) -> list[Detection]:
     """Faces of an H×W×3 uint8 RGB image, each with its box and 5 landmarks (image-left eye first), in the image's
     coordinates; duplicates across levels are left for `boxes.suppress_duplicates`.
 
     YuNet misses faces much larger than ~300 px, so the image is also searched halved, and halved again, while
-    its long side exceeds `PYRAMID_TOP` (at most a third more work)."""
-    found = _detect_once(image)
+    its long side exceeds `PYRAMID_TOP` (at most a third more work). Faces scoring under `min_score` are left out."""
+    found = _detect_once(image, min_score)
     level = image
     while max(level.shape[:2]) > PYRAMID_TOP:
         size = (max(1, round(level.shape[1] / 2)), max(1, round(level.shape[0] / 2)))
         level = cv2.resize(level, size, interpolation=cv2.INTER_AREA)
         factor = image.shape[1] / level.shape[1]
-        found += [detection.scaled(factor) for detection in _detect_once(level)]
+        found += [detection.scaled(factor) for detection in _detect_once(level, min_score)]
     return found
 
 
@@ -80,13 +80,13 @@ def to_dlib_convention(points: np.ndarray) -> np.ndarray:
     return points - DLIB_OFFSETS_512 @ np.linalg.inv(matrix[:, :2]).T
 
 
-def _detect_once(image: np.ndarray) -> list[Detection]:
+def _detect_once(image: np.ndarray, min_score: float = SCORE_THRESHOLD) -> list[Detection]:
     """YuNet at the image's own size; images smaller than `MIN_SIDE` are padded with their edge pixels."""
     height, width = image.shape[:2]
     bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     if height < MIN_SIDE or width < MIN_SIDE:
         bgr = cv2.copyMakeBorder(bgr, 0, max(0, MIN_SIDE - height), 0, max(0, MIN_SIDE - width), cv2.BORDER_REPLICATE)
-    detector = yunet_detector()
+    detector = yunet_detector(min_score)
     with _LOCK:
         detector.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, found = detector.detect(bgr)

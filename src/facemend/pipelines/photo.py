@@ -132,11 +132,12 @@ class FaceCropper:
             return job
         return self.crop_faces(photo, self.detect(photo))
 
-    def detect(self, photo: Photo) -> list[Face]:
-        """The photo's faces, left to right (or only the most central one), of every size."""
+    def detect(self, photo: Photo, min_score: float | None = None) -> list[Face]:
+        """The photo's faces, left to right (or only the most central one), of every size; `min_score`: YuNet's
+        score threshold, when lowered (videos: faces it overlaps a followed face)."""
         if self.options.aligned:
             raise FacemendError("aligned inputs are not searched for faces")
-        detector = FaceDetector(self.options.detector)
+        detector = FaceDetector(self.options.detector, min_score=min_score)
         return find_faces(photo.to_uint8(), detector, self.options.only_center_face, self.options.landmarks)
 
     def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
@@ -191,9 +192,10 @@ class PhotoPipeline:
         """Find the faces and cut their aligned crops at the restorer's face size."""
         return self.cropper.prepare(photo)
 
-    def detect(self, photo: Photo) -> list[Face]:
-        """The photo's faces, left to right (or only the most central one), of every size."""
-        return self.cropper.detect(photo)
+    def detect(self, photo: Photo, min_score: float | None = None) -> list[Face]:
+        """The photo's faces, left to right (or only the most central one), of every size (see
+        `FaceCropper.detect`)."""
+        return self.cropper.detect(photo, min_score)
 
     def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
         """The aligned crops of `faces` at the restorer's face size (see `FaceCropper.crop_faces`)."""

@@ -18,12 +18,16 @@ from facemend.errors import FacemendError
 from facemend.faces import FaceTracker, SmoothingOptions
 from facemend.faces.flow import StridedDetection
 from facemend.faces.temporal import TemporalOptions, TrackFusion
+from facemend.faces.yunet import SCORE_THRESHOLD
 from facemend.pipelines.files import output_stems, refuse_overwriting_inputs
 from facemend.pipelines.photo import PhotoJob, PhotoPipeline
 
 # Frames held back while their faces wait for a full batch: bounds memory when faces are few and far apart.
 MAX_PENDING_FRAMES = 32
 DETECT_EVERY = 3  # frames: the detector runs on one frame in this many; faces are followed by optical flow between
+# YuNet's score for a face that overlaps one being followed (a new face needs yunet.SCORE_THRESHOLD): on the heavy
+# video benchmark's val clips the faces scored under 0.75 in a quarter of the frames, and 0.5 found most of them
+FOLLOWED_MIN_SCORE = 0.5
 DEFAULT_TEMPORAL = TemporalOptions()  # videos: restorations blended along each face track
 TRUNCATED_SHARE = 0.9  # fewer frames than this share of the header's count: warn that the file may be cut short
 
@@ -148,7 +152,9 @@ def restore_frames(
     previous one (see `facemend.faces.temporal`).
     """
     tracker = None if pipeline.options.aligned else FaceTracker(fps, smoothing)
-    strided = StridedDetection(detect_every)
+    yunet = pipeline.options.detector == "yunet"
+    strided = StridedDetection(detect_every, weak_below=SCORE_THRESHOLD if yunet else None)
+    min_score = FOLLOWED_MIN_SCORE if yunet else None
     fusion = None if temporal is None or tracker is None else TrackFusion(temporal)
     pending: list[PhotoJob] = []
 
@@ -172,7 +178,7 @@ def restore_frames(
         if tracker is None:
             job = pipeline.prepare(photo)
         else:
-            faces = strided(frame, partial(pipeline.detect, photo))
+            faces = strided(frame, partial(pipeline.detect, photo, min_score))
             job = pipeline.crop_faces(photo, tracker.update(faces))
         result.frames += 1
         result.faces += len(job.crops)
