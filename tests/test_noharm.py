@@ -61,7 +61,9 @@ def big_astronaut(astronaut) -> Photo:
     [0.1, 0.9] so that small changes never clip."""
     big = cv2.resize(astronaut, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
     detail = big - cv2.GaussianBlur(big, (0, 0), 1.0)
-    return Photo(0.1 + 0.8 * np.clip(big + 1.5 * detail, 0, 1))
+    # sharpened by 1.2×: at 1.5× the fine band starts to read as a trace of noise (drop_fine 0.03 once the face is
+    # aligned by dlib's points), and the tests below need a face judged clean
+    return Photo(0.1 + 0.8 * np.clip(big + 1.2 * detail, 0, 1))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +148,8 @@ def test_noise_finer_than_the_model_is_dropped_on_request(big_astronaut):
 
 
 def test_identity_restoration_leaves_the_photo_exactly(big_astronaut):
-    restored, _ = restore(big_astronaut, ShiftRestorer((0.0, 0.0, 0.0)), strength=1.0)
+    restored, job = restore(big_astronaut, ShiftRestorer((0.0, 0.0, 0.0)), strength=1.0)
+    assert job.drop_fine == [0.0]  # a clean face: nothing of its fine band is taken for noise
     assert np.array_equal(restored.rgb, big_astronaut.rgb)
 
 
