@@ -134,6 +134,23 @@ def restore_video(
     return result
 
 
+def finish_frames(pipeline: PhotoPipeline, jobs: Sequence[PhotoJob], fusion: TrackFusion | None) -> list[np.ndarray]:
+    """The output frames (H×W×3 uint8 RGB) of consecutive frames' `jobs`: their faces restored in one go, blended
+    along their tracks by `fusion` (None: not), and pasted back."""
+    restored = iter(pipeline.restore_crops([crop for job in jobs for crop in job.crops]))
+    outputs = []
+    for job in jobs:
+        job.restored = [next(restored) for _ in job.crops]
+        if fusion is not None:
+            fusion.next_frame()
+            job.restored = [
+                fusion(face.track, crop, face_restored)
+                for face, crop, face_restored in zip(job.faces, job.crops, job.restored, strict=True)
+            ]
+        outputs.append(pipeline.finish(job).to_uint8())
+    return outputs
+
+
 def restore_frames(
     pipeline: PhotoPipeline,
     frames: Iterable[np.ndarray],
@@ -159,17 +176,7 @@ def restore_frames(
     pending: list[PhotoJob] = []
 
     def flush() -> list[np.ndarray]:
-        restored = iter(pipeline.restore_crops([crop for job in pending for crop in job.crops]))
-        outputs = []
-        for job in pending:
-            job.restored = [next(restored) for _ in job.crops]
-            if fusion is not None:
-                fusion.next_frame()
-                job.restored = [
-                    fusion(face.track, crop, face_restored)
-                    for face, crop, face_restored in zip(job.faces, job.crops, job.restored, strict=True)
-                ]
-            outputs.append(pipeline.finish(job).to_uint8())
+        outputs = finish_frames(pipeline, pending, fusion)
         pending.clear()
         return outputs
 

@@ -43,7 +43,7 @@ from facemend.metrics.suite import FacePair, MetricSuite
 from facemend.metrics.temporal import clip_warping_error, descriptor_jitter
 from facemend.pipelines.evaluate import faces_in, spread
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline
-from facemend.pipelines.video import DEFAULT_TEMPORAL, VideoResult, restore_frames
+from facemend.pipelines.video import DEFAULT_TEMPORAL, VideoResult, finish_frames, restore_frames
 from facemend.precision import resolve_precision
 
 FRAME_SIZE = 256  # px, square frames; the face's aligned crop fills the frame at zoom 1
@@ -159,7 +159,8 @@ def known_face(crop_to_frame: np.ndarray) -> Face:
         np.array([[box.left, box.top], [box.right, box.top], [box.right, box.bottom], [box.left, box.bottom]]),
     )
     (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
-    return Face(FaceBox(left, top, right, bottom), None, transform_points(crop_to_frame, template_points(FACE_SIZE)))
+    points = transform_points(crop_to_frame, template_points(FACE_SIZE))
+    return Face(FaceBox(left, top, right, bottom), None, points, track=0)  # one face per clip: one track
 
 
 def restore_clip(
@@ -179,14 +180,8 @@ def restore_clip(
         pipeline.crop_faces(Photo(frame.astype(np.float32) / 255), [known_face(m)])
         for frame, m in zip(frames, clip.crop_to_frame, strict=True)
     ]
-    restored = iter(pipeline.restore_crops([crop for job in jobs for crop in job.crops]))
-    outputs = []
+    outputs = finish_frames(pipeline, jobs, fusion)
     for job in jobs:
-        job.restored = [next(restored) for _ in job.crops]
-        if fusion is not None:  # one face, one track
-            fusion.next_frame()
-            job.restored = [fusion(0, crop, face) for crop, face in zip(job.crops, job.restored, strict=True)]
-        outputs.append(pipeline.finish(job).to_uint8())
         result.frames += 1
         result.faces += len(job.crops)
         result.frames_without_face += 0 if job.crops else 1
