@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from facemend.config import ConfigError, build
 from facemend.methods.idm.model import IdmConfig, IdmModel
 from facemend.methods.residual_unet.model import ResidualUNetConfig, ResidualUNetModel, ResidualUNetRestorer
-from facemend.methods.residual_unet.recipe import fold_idm_one_step
+from facemend.methods.residual_unet.recipe import fold_idm_one_step, grow_state
 from facemend.models.unet import UNetConfig
 from facemend.training.config import load_train_config
 from facemend.training.trainer import train
@@ -71,11 +71,56 @@ def test_folding_refuses_an_idm_of_another_shape():
         fold_idm_one_step(bundled("idm-tiny"), config)
 
 
+def test_a_model_grown_from_the_bundled_weights_computes_what_they_did():
+    weights = bundled("residual-unet-tiny")
+    trained = ResidualUNetModel(build(ResidualUNetConfig, weights.config))
+    load_into(trained, {key: value.float() for key, value in weights.state_dict.items()}, "bundled")
+    deeper = {**weights.config, "unet": {**weights.config["unet"], "blocks_per_level": [1, 1, 2, 3]}}
+    grown = ResidualUNetModel(build(ResidualUNetConfig, deeper))
+    load_into(grown, grow_state(grown, weights), "grown")
+    assert sum(p.numel() for p in grown.parameters()) > 1.5 * sum(p.numel() for p in trained.parameters())
+    lq = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (grown.eval()(lq) - trained.eval()(lq)).abs().max() < 1e-5
+    # the new blocks are identities only through their last layers: the rest is random and trainable
+    assert grown.unet.down[3][2].conv1.weight.abs().sum() > 0
+
+
+def test_growing_refuses_other_widths_and_fewer_blocks():
+    from facemend.errors import FacemendError
+    from facemend.weights import Weights
+
+    def model_with(**unet) -> ResidualUNetModel:
+        return ResidualUNetModel(build(ResidualUNetConfig, {"image_size": 32, "unet": {**SMALL_UNET, **unet}}))
+
+    trained = model_with(blocks_per_level=[2, 1])
+    torch.nn.init.normal_(trained.unet.conv_out.weight, std=0.1)  # a fresh UNet's output is zero: make it not
+    weights = Weights(
+        "residual-unet",
+        {"image_size": 32, "unet": {**SMALL_UNET, "blocks_per_level": [2, 1]}},
+        trained.state_dict(),
+        {},
+    )
+    with pytest.raises(FacemendError, match="model.unet.channels"):
+        grow_state(model_with(channels=16, blocks_per_level=[2, 2]), weights)
+    with pytest.raises(FacemendError, match="fewer blocks"):
+        grow_state(model_with(blocks_per_level=[1, 2]), weights)
+    grown = model_with(blocks_per_level=[2, 2])
+    load_into(grown, grow_state(grown, weights), "grown")
+    faces = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = trained.eval()(faces)
+        assert (expected - faces).abs().mean() > 0.01
+        assert torch.allclose(grown.eval()(faces), expected, atol=1e-6)
+
+
 def test_bad_model_configs_name_the_field():
     with pytest.raises(ConfigError, match="unet"):
         build(ResidualUNetConfig, {"unet": {"time_dim": 128}}, "model")
     with pytest.raises(ConfigError, match="image_size"):
         build(ResidualUNetConfig, {"image_size": 31, "unet": SMALL_UNET}, "model")
+    with pytest.raises(ConfigError, match="blocks_per_level"):
+        build(ResidualUNetConfig, {"unet": {**SMALL_UNET, "blocks_per_level": [1, 1, 1]}}, "model")
 
 
 def test_interrupt_and_resume_with_the_identity_loss_equals_an_uninterrupted_run(prepared_faces, tmp_path):

@@ -4,8 +4,9 @@ prediction (v, ε or x0: the scheduler's `prediction_type`) out. Resolution-agno
 multiple of `stride`.
 
 Layout, a compact DDPM/SR3 UNet on the shared blocks (`blocks.py`):
-- down path: per level `blocks_per_level` residual blocks (self-attention after each where the level is in
-  `attention_levels`), then a stride-2 convolution, except at the last level;
+- down path: per level `blocks_per_level` residual blocks (one number for every level, or one per level;
+  self-attention after each where the level is in `attention_levels`), then a stride-2 convolution, except at
+  the last level;
 - middle: residual block, self-attention, residual block at the coarsest level;
 - up path: per level the down path's last features there are concatenated (one skip per level, lighter than
   ADM's one per block), then the same blocks, then nearest-neighbour up-sampling + convolution;
@@ -29,7 +30,8 @@ from facemend.models.blocks import AttnBlock, Downsample, ResBlock, Upsample, gr
 class UNetConfig:
     channels: int = 32  # width of the first (full-resolution) level
     channel_mults: tuple[int, ...] = (1, 2, 3, 4)  # width multiplier per level; len - 1 down-samplings
-    blocks_per_level: int = 1  # residual blocks per level, in the down and in the up path
+    blocks_per_level: int | tuple[int, ...] = 1  # residual blocks per level, in the down and in the up path:
+    # one number for every level, or one per level (e.g. [1, 1, 2, 3]: deeper where the maps are small)
     attention_levels: tuple[int, ...] = (3,)  # levels (0 = full resolution) with self-attention
     time_dim: int = 128  # width of the timestep embedding (sinusoidal features, then a 2-layer MLP); 0: a UNet
     # without timesteps (a one-pass restorer), whose forward takes timesteps=None
@@ -39,9 +41,17 @@ class UNetConfig:
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
         self.attention_levels = tuple(self.attention_levels)
-        for name in ("channels", "blocks_per_level", "image_channels"):
+        for name in ("channels", "image_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.blocks_per_level, list | tuple):
+            self.blocks_per_level = tuple(self.blocks_per_level)
+            if len(self.blocks_per_level) != len(self.channel_mults):
+                raise ValueError(
+                    f"blocks_per_level: {len(self.blocks_per_level)} numbers for {len(self.channel_mults)} levels"
+                )
+        if min(self.level_blocks()) < 1:
+            raise ValueError(f"blocks_per_level must be >= 1, got {self.blocks_per_level}")
         if self.time_dim < 0:
             raise ValueError(f"time_dim must be >= 0, got {self.time_dim}")
         if self.condition_channels < 0:
@@ -66,6 +76,12 @@ class UNetConfig:
     def widths(self) -> list[int]:
         return [self.channels * mult for mult in self.channel_mults]
 
+    def level_blocks(self) -> list[int]:
+        """Residual blocks at each level (0 = full resolution)."""
+        if isinstance(self.blocks_per_level, int):
+            return [self.blocks_per_level] * len(self.channel_mults)
+        return list(self.blocks_per_level)
+
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """`b` timesteps → `b dim` sinusoidal features [cos(t ω_i), sin(t ω_i)], ω_i = max_period^(−i / (dim/2))
@@ -85,10 +101,10 @@ class _Level(nn.ModuleList):
         return x
 
 
-def _level(in_channels: int, width: int, config: UNetConfig, attention: bool) -> _Level:
+def _level(in_channels: int, width: int, count: int, embed_dim: int | None, attention: bool) -> _Level:
     blocks: list[nn.Module] = []
-    for j in range(config.blocks_per_level):
-        blocks.append(ResBlock(in_channels if j == 0 else width, width, config.embed_dim))
+    for j in range(count):
+        blocks.append(ResBlock(in_channels if j == 0 else width, width, embed_dim))
         if attention:
             blocks.append(AttnBlock(width))
     return _Level(blocks)
@@ -98,7 +114,7 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = config
-        widths = config.widths()
+        widths, counts = config.widths(), config.level_blocks()
         if config.time_dim:
             self.time_mlp = nn.Sequential(
                 nn.Linear(config.time_dim, config.time_dim), nn.SiLU(), nn.Linear(config.time_dim, config.time_dim)
@@ -108,7 +124,7 @@ class UNet(nn.Module):
         self.downsamples = nn.ModuleList()
         previous = widths[0]
         for i, width in enumerate(widths):
-            self.down.append(_level(previous, width, config, i in config.attention_levels))
+            self.down.append(_level(previous, width, counts[i], config.embed_dim, i in config.attention_levels))
             self.downsamples.append(Downsample(width) if i < len(widths) - 1 else nn.Identity())
             previous = width
         middle = [ResBlock(previous, previous, config.embed_dim), AttnBlock(previous)]
@@ -116,7 +132,8 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         self.upsamples = nn.ModuleList()
         for i in reversed(range(len(widths))):
-            self.up.append(_level(previous + widths[i], widths[i], config, i in config.attention_levels))
+            attention = i in config.attention_levels
+            self.up.append(_level(previous + widths[i], widths[i], counts[i], config.embed_dim, attention))
             self.upsamples.append(Upsample(widths[i]) if i > 0 else nn.Identity())
             previous = widths[i]
         self.norm_out = group_norm(previous)
