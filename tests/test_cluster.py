@@ -20,9 +20,18 @@ import pytest
 from PIL import Image
 
 from facemend.cli import main
+from facemend.data.io import list_images
 from facemend.errors import FacemendError
-from facemend.pipelines.cluster import MANIFEST, FaceFinder, FaceRestorer, RestoreRecipe, _account
-from facemend.pipelines.files import RunSummary
+from facemend.pipelines.cluster import (
+    MANIFEST,
+    FaceFinder,
+    FaceRestorer,
+    ListedPhotos,
+    RestoreRecipe,
+    _account,
+    listed_inputs,
+)
+from facemend.pipelines.files import RunSummary, output_stems, refuse_writing_over_listed_inputs
 from facemend.pipelines.photo import FaceOptions
 
 pytestmark = pytest.mark.cluster
@@ -229,3 +238,41 @@ def test_bad_inputs_on_a_worker_are_one_line_records(photos, tmp_path):
     assert all("\n" not in line for line in lines) and len(summary.failures) == 2
     with pytest.raises(FacemendError):
         recipe.build()
+
+
+def test_the_listing_task_names_as_the_local_path_and_leaves_out_what_is_done(tmp_path):
+    """The cluster's lazy listing (run directly, as its Ray task runs it): the local path's order and output
+    names, videos listed without a name (their record says so), and the manifest's done inputs left out."""
+    folders = [tmp_path / "roll1", tmp_path / "roll2"]
+    for folder in folders:
+        (folder / "sub").mkdir(parents=True)
+        for name in ("face.jpg", "face.png", "clip.mp4", "sub/face.jpg"):
+            (folder / name).write_bytes(b"x")
+    sources = [str(folder) for folder in folders]
+    photos = [path for path in list_images(sources) if path.suffix != ".mp4"]
+    listed = list(listed_inputs(sources))
+    assert [(path, stem) for path, stem in listed if stem] == list(
+        zip([str(path.resolve()) for path in photos], output_stems(photos), strict=True)
+    )
+    assert [Path(path).name for path, stem in listed if not stem] == ["clip.mp4", "clip.mp4"]
+    assert output_stems(photos)[:3] == ["face", "face_2", "face_3"]
+    manifest = tmp_path / "out" / MANIFEST
+    manifest.parent.mkdir()
+    done, failed = listed[0][0], listed[1][0]
+    lines = [{"settings": {}}, {"input": done, "status": "restored"}, {"input": failed, "status": "failed"}]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"input": "torn')
+    rows = [row for block in ListedPhotos(sources, str(manifest)).rows() for row in zip(*block.values(), strict=True)]
+    assert rows == [row for row in listed if row[0] != done]  # the failed input is tried again
+
+
+def test_outputs_landing_on_listed_inputs_are_refused_before_any_work(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / ".restored").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"x")
+    refuse_writing_over_listed_inputs([folder], folder / ".restored")  # hidden: never listed
+    refuse_writing_over_listed_inputs([folder], tmp_path / "elsewhere")
+    refuse_writing_over_listed_inputs([folder], folder)  # no .png input there: no output can land on one
+    (folder / "b.png").write_bytes(b"x")
+    for sources, out in (([folder], folder), ([folder / "b.png"], folder), ([tmp_path], folder)):
+        with pytest.raises(FacemendError, match="b.png would overwrite its own input"):
+            refuse_writing_over_listed_inputs(sources, out)

@@ -21,6 +21,7 @@ from facemend.data.io import (
     Photo,
     decode_image,
     encode_image,
+    iter_images,
     list_images,
     photo_from_array,
     photo_to_array,
@@ -773,6 +774,45 @@ def test_list_images_filters_and_orders(tmp_path: Path) -> None:
     assert flat == ["a.PNG", "b.jpg", "z.bmp"]
     assert list_images([folder / ".hidden.jpg"]) == [folder / ".hidden.jpg"]
     assert set(IMAGE_SUFFIXES) >= {".jpg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jpeg"}
+
+
+def _walked_and_sorted(paths, suffixes) -> list[Path]:
+    """The listing as it was before it became lazy: os.walk everything, then sort (the reference)."""
+    found = set()
+    for path in map(Path, paths):
+        if path.is_dir():
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = [name for name in dirs if not name.startswith(".")]
+                found |= {
+                    Path(folder, name)
+                    for name in files
+                    if not name.startswith(".")
+                    and Path(name).suffix.lower() in suffixes
+                    and Path(folder, name).is_file()
+                }
+        else:
+            found.add(path)
+    return sorted(found)
+
+
+def test_lazy_listing_keeps_the_sorted_order_across_folders_and_sources(tmp_path: Path) -> None:
+    # names whose order differs between "sort each folder, descend in place" done naively and sorting whole
+    # paths: a folder "a" beside "a.png", "a-b.png" and "a0.png" ('-' and '.' sort before '/', '0' after)
+    root = tmp_path / "scans"
+    for relative in ["a/x.png", "a/b/y.jpg", "a.png", "a-b.png", "a0.png", "B.jpg", "b.jpg", "a/.h/z.png", "c/.k.png"]:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"x")
+    (root / "linked").symlink_to(root / "a", target_is_directory=True)  # links to folders are not followed
+    (root / "link.png").symlink_to(root / "a.png")  # links to files are listed
+    other = tmp_path / "other"
+    (other / "a").mkdir(parents=True)
+    (other / "a" / "m.png").write_bytes(b"x")
+    sources = [str(root / "b.jpg"), other, root, root / "a", str(tmp_path / "scans" / "a-b.png")]
+    expected = _walked_and_sorted(sources, set(IMAGE_SUFFIXES))
+    listed = iter_images(sources)
+    assert next(listed) == expected[0]  # yields before the walk is over
+    assert [expected[0], *listed] == expected == list_images(sources)
+    assert len(expected) == len(set(expected)) == 9  # the folder named twice and the files named again: once
 
 
 def test_list_images_missing_path(tmp_path: Path) -> None:

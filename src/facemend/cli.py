@@ -48,7 +48,7 @@ def _report(message: str) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from facemend.data.io import IMAGE_SUFFIXES, list_images
+    from facemend.data.io import IMAGE_SUFFIXES, iter_images, list_images
     from facemend.data.parallel import check_workers
     from facemend.data.video import VIDEO_SUFFIXES, is_video
     from facemend.faces.temporal import TemporalOptions
@@ -75,31 +75,34 @@ def cmd_restore(args: argparse.Namespace) -> int:
         strength=parse_strength(args.strength),
     )
     pipeline = PhotoPipeline(restorer, knobs, options, batch_size=args.batch, precision=precision)
-    paths = list_images(args.inputs, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-    if not paths:
+    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    listed = iter_images(args.inputs, suffixes=suffixes)  # lazily: the cluster lists its inputs itself
+    if next(listed, None) is None:
         raise FacemendError(f"no images or videos found in {', '.join(args.inputs)}")
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise FacemendError(f"{outdir}: output exists and is not a folder")
+    if cluster is not None:
+        if any(is_video(Path(name)) and Path(name).is_file() for name in args.inputs):
+            raise FacemendError("--engine ray restores photos: restore videos with --engine local")
+        summary = _restore_on_ray(args, pipeline, outdir, cluster)
+        print(summary.line(), file=sys.stderr)
+        return 1 if summary.failures else 0
+    paths = list_images(args.inputs, suffixes=suffixes)
     photos = [path for path in paths if not is_video(path)]
     videos = [path for path in paths if is_video(path)]
-    if videos and cluster is not None:
-        raise FacemendError("--engine ray restores photos: restore videos with --engine local")
     failures = 0
     if photos:
-        if cluster is not None:
-            summary = _restore_on_ray(args, pipeline, photos, outdir, cluster)
-        else:
-            summary = restore_files(
-                pipeline,
-                photos,
-                outdir,
-                args.save_faces,
-                args.skip_no_face,
-                report=_report,
-                progress=not args.quiet,
-                workers=args.workers,
-            )
+        summary = restore_files(
+            pipeline,
+            photos,
+            outdir,
+            args.save_faces,
+            args.skip_no_face,
+            report=_report,
+            progress=not args.quiet,
+            workers=args.workers,
+        )
         print(summary.line(), file=sys.stderr)
         failures += len(summary.failures)
     if videos:  # --save-faces and --skip-no-face are for photos: every frame of a video is written
@@ -127,13 +130,20 @@ def _cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
 
 
 def _restore_on_ray(
-    args: argparse.Namespace, pipeline: PhotoPipeline, photos: list[Path], outdir: Path, cluster: ClusterOptions
+    args: argparse.Namespace, pipeline: PhotoPipeline, outdir: Path, cluster: ClusterOptions
 ) -> RunSummary:
     from facemend.pipelines.cluster import RestoreRecipe, restore_files_on_ray
 
     recipe = RestoreRecipe.of(pipeline, args.model, args.runtime, args.onnx)
     return restore_files_on_ray(
-        recipe, photos, outdir, cluster, args.save_faces, args.skip_no_face, report=_report, progress=not args.quiet
+        recipe,
+        args.inputs,
+        outdir,
+        cluster,
+        args.save_faces,
+        args.skip_no_face,
+        report=_report,
+        progress=not args.quiet,
     )
 
 

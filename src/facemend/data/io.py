@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import os
 import secrets
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -375,21 +376,49 @@ def list_images(
 ) -> list[Path]:
     """Files named in `paths` (whatever their suffix) and the files with one of `suffixes` (images by default)
     in folders named there, skipping hidden files and folders inside those; sorted, without duplicates."""
+    return list(iter_images(paths, recursive, suffixes))
+
+
+def iter_images(
+    paths: Iterable[str | Path], recursive: bool = True, suffixes: Iterable[str] = IMAGE_SUFFIXES
+) -> Iterator[Path]:
+    """`list_images`' files in its order, listed lazily: one folder's entries at a time, so a tree of millions of
+    files starts yielding at once and is never held whole. A path that does not exist raises before the first."""
     wanted = {suffix.lower() for suffix in suffixes}
-    found: set[Path] = set()
+    streams = []
     for path in map(Path, paths):
         if path.is_dir():
-            for folder, dirs, files in os.walk(path):
-                dirs[:] = [name for name in dirs if recursive and not name.startswith(".")]
-                for name in files:
-                    file = Path(folder, name)
-                    if not name.startswith(".") and file.suffix.lower() in wanted and file.is_file():
-                        found.add(file)
+            streams.append(_walk_sorted(path, recursive, wanted))
         elif path.exists():
-            found.add(path)
+            streams.append(iter([path]))
         else:
             raise FacemendError(f"{_show(path)}: no such file or directory")
-    return sorted(found)
+    previous = None
+    for path in heapq.merge(*streams):  # each stream is sorted as Paths sort: the merge is the sorted whole
+        if path != previous:
+            yield path
+        previous = path
+
+
+def _walk_sorted(folder: Path, recursive: bool, wanted: set[str]) -> Iterator[Path]:
+    """The wanted files under `folder` in Path order (a sub-folder's files at its name's place), as `os.walk`
+    finds them: hidden names skipped, links to folders not followed, unreadable folders passed over."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted((entry for entry in listing if not entry.name.startswith(".")), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            is_folder = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        path = Path(folder, entry.name)
+        if is_folder:
+            if recursive:
+                yield from _walk_sorted(path, recursive, wanted)
+        elif path.suffix.lower() in wanted and path.is_file():
+            yield path
 
 
 def _show(name: object) -> str:

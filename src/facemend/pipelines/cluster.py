@@ -1,6 +1,9 @@
 """Restore photo files on a Ray cluster (`facemend restore --engine ray`), resumably.
 
-Ray Data streams the inputs through two actor pools: finders read each photo on the node that processes it and
+The inputs are listed lazily by one Ray task (`ListedPhotos`): folders are walked one at a time on a node that
+sees them, output names are given in listing order (as the local path gives them), inputs the manifest has done
+are left out, and rows stream on as they are found, so the driver never holds the list and the first photos
+start at once. Ray Data streams them through two actor pools: finders read each photo on the node that processes it and
 cut its aligned face crops (`FaceCropper`, as the local path does), restorers load the model once, restore the
 faces of several photos per network batch, paste them back and write the outputs atomically (`write_photo`, as
 the local path does). Only one small record per photo comes back to the driver, which appends it to
@@ -23,16 +26,18 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from facemend.data.io import IMAGE_SUFFIXES, iter_images
+from facemend.data.video import VIDEO_SUFFIXES, is_video
 from facemend.errors import FacemendError
 from facemend.methods.registry import ModelSpec, load_restorer
 from facemend.pipelines.files import (
     RunSummary,
+    StemNamer,
     note_failure,
     note_prepared,
     note_written,
-    output_stems,
     read_and_prepare,
-    refuse_overwriting_inputs,
+    refuse_writing_over_listed_inputs,
     write_photo,
 )
 from facemend.pipelines.photo import FaceCropper, FaceOptions, PhotoJob, PhotoPipeline
@@ -42,6 +47,7 @@ MANIFEST = "manifest.jsonl"
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before giving up
 INSTALL_HINT = 'pip install "facemend[cluster]"'
 DONE = ("restored", "no_face", "skipped")  # manifest statuses a re-run does not redo; "failed" is redone
+LISTED_BLOCK_ROWS = 256  # inputs per block the listing task hands on
 
 
 @dataclass(frozen=True)
@@ -151,8 +157,7 @@ class Manifest:
                     f"{path} was written by a run with other settings ({', '.join(differ)}): "
                     "restore into another folder, or delete the manifest to start over"
                 )
-            latest = {record["input"]: record["status"] for record in records}
-            self.done = {name for name, status in latest.items() if status in DONE}
+            self.done = _done(records)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
         if not path.stat().st_size:
@@ -182,6 +187,64 @@ def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, An
     return header, records
 
 
+def _done(records: list[dict[str, Any]]) -> set[str]:
+    latest = {record["input"]: record["status"] for record in records}
+    return {name for name, status in latest.items() if status in DONE}
+
+
+def listed_inputs(sources: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(input, output stem) of every photo and video `sources` list, lazily, in `list_images`' order: inputs as
+    absolute paths (the manifest's names), stems as the local path gives them (videos take none: the cluster
+    reports them, as it restores photos only)."""
+    name = StemNamer()
+    for path in iter_images(sources, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES):
+        yield str(path.resolve()), "" if is_video(path) else name(path)
+
+
+class ListedPhotos:
+    """A Ray Data datasource of one read task that lists the inputs (`listed_inputs`) and leaves out those the
+    manifest at `manifest` has done; rows `path`, `stem` in blocks of `LISTED_BLOCK_ROWS`."""
+
+    def __init__(self, sources: Sequence[str], manifest: str) -> None:
+        self.sources, self.manifest = [str(Path(source).resolve()) for source in sources], manifest
+
+    def rows(self) -> Iterator[dict[str, list[str]]]:
+        manifest = Path(self.manifest)
+        done = _done(_read_manifest(manifest)[1]) if manifest.exists() else set()
+        block: dict[str, list[str]] = {"path": [], "stem": []}
+        for path, stem in listed_inputs(self.sources):
+            if path in done:
+                continue
+            block["path"].append(path)
+            block["stem"].append(stem)
+            if len(block["path"]) == LISTED_BLOCK_ROWS:
+                yield block
+                block = {"path": [], "stem": []}
+        if block["path"]:
+            yield block
+
+    def datasource(self) -> Any:
+        import pyarrow as pa
+        from ray.data.block import BlockMetadata
+        from ray.data.datasource import Datasource, ReadTask
+
+        listed = self
+
+        class _Listing(Datasource):
+            def estimate_inmemory_data_size(self) -> None:
+                return None
+
+            def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list:
+                def read() -> Iterator[Any]:
+                    for block in listed.rows():
+                        yield pa.table(block)
+
+                metadata = BlockMetadata(num_rows=None, size_bytes=None, input_files=None, exec_stats=None)
+                return [ReadTask(read, metadata)]
+
+        return _Listing()
+
+
 class FaceFinder:
     """Ray Data actor, stage 1: reads photos where it runs and cuts their aligned face crops."""
 
@@ -193,7 +256,12 @@ class FaceFinder:
         for path in batch["path"]:
             began = time.perf_counter()
             try:
-                outcome: PhotoJob | FacemendError = read_and_prepare(Path(path), self.cropper)
+                if is_video(Path(path)):
+                    outcome: PhotoJob | FacemendError = FacemendError(
+                        f"{path}: a video: the cluster restores photos (restore videos with --engine local)"
+                    )
+                else:
+                    outcome = read_and_prepare(Path(path), self.cropper)
             except Exception as error:  # a detector crash on one photo must not stop the job
                 outcome = FacemendError(f"{path}: cannot find faces ({type(error).__name__}: {error})")
             jobs.append(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
@@ -307,7 +375,7 @@ def _one_line(error: BaseException) -> str:
 
 def restore_files_on_ray(
     recipe: RestoreRecipe,
-    paths: Sequence[Path],
+    sources: Sequence[str | Path],
     outdir: Path,
     cluster: ClusterOptions,
     save_faces: bool = False,
@@ -315,22 +383,28 @@ def restore_files_on_ray(
     report: Callable[[str], None] = print,
     progress: bool = True,
 ) -> RunSummary:
-    """Restore every file in `paths` into `outdir/<stem>.png` on a Ray cluster, as `restore_files` would (same
-    names, same bytes, same summary); inputs done according to `outdir/manifest.jsonl` are skipped."""
-    stems = output_stems(paths)
-    refuse_overwriting_inputs(paths, [outdir / f"{stem}.png" for stem in stems])
+    """Restore every photo `sources` list (files, and folders walked lazily) into `outdir/<stem>.png` on a Ray
+    cluster, as `restore_files` would (same names, same bytes, same summary); inputs done according to
+    `outdir/manifest.jsonl` are skipped."""
+    sources = [str(source) for source in sources]
+    refuse_writing_over_listed_inputs(sources, outdir)
     settings = {**recipe.settings(), "save_faces": save_faces, "skip_no_face": skip_no_face}
     manifest = Manifest(outdir / MANIFEST, settings)
-    todo = [(str(path.resolve()), stem) for path, stem in zip(paths, stems, strict=True)]
-    todo = [(path, stem) for path, stem in todo if path not in manifest.done]
-    if len(todo) < len(paths):
-        report(f"{len(paths) - len(todo)} of {len(paths)} photos already done ({outdir / MANIFEST}): skipped")
+    done_before = set(manifest.done)
     summary = RunSummary()
     started = time.perf_counter()
     try:
-        if todo:
-            run = _Run(recipe, outdir.resolve(), cluster, save_faces, skip_no_face)
-            _run(run, todo, manifest, summary, report, progress)
+        run = _Run(recipe, outdir.resolve(), cluster, save_faces, skip_no_face)
+        seen = _run(run, ListedPhotos(sources, str(manifest.path.resolve())), manifest, summary, report, progress)
+        listed = skipped = 0
+        for path, _ in listed_inputs(sources):  # listed again: what was done before, and what got lost
+            listed += 1
+            if path in done_before:
+                skipped += 1
+            elif path not in seen:  # rows of a batch that failed on every retry: no manifest line, redone next run
+                note_failure(summary, path, f"{path}: lost on the cluster (its batch failed); re-run to retry", report)
+        if skipped:
+            report(f"{skipped} of {listed} photos already done ({outdir / MANIFEST}): skipped")
     finally:
         manifest.close()
     summary.seconds = time.perf_counter() - started
@@ -348,32 +422,33 @@ class _Run:
 
 def _run(
     run: _Run,
-    todo: list[tuple[str, str]],
+    listing: ListedPhotos,
     manifest: Manifest,
     summary: RunSummary,
     report: Callable[[str], None],
     progress: bool,
-) -> None:
+) -> set[str]:
+    """Restore what `listing` lists; the inputs whose records came back."""
     ray = connect(run.cluster.address)
+    seen: set[str] = set()
     try:
-        bar = tqdm(total=len(todo), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
-        seen: set[str] = set()
-        for record in _records(ray, run, todo):
+        bar = tqdm(desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
+        for record in _records(ray, run, listing):
+            if record["input"] in seen:  # a listing task retried by Ray lists its first rows again
+                continue
             seen.add(record["input"])
             _account(record, run.recipe.options, run.skip_no_face, summary, report)
             manifest.append({key: value for key, value in record.items() if key != "stem"})
             bar.set_postfix(faces=summary.faces, failed=len(summary.failures), refresh=False)
             bar.update()
         bar.close()
-        for path, _ in todo:  # rows of a batch that failed on every retry: not in the manifest, redone next time
-            if path not in seen:
-                note_failure(summary, path, f"{path}: lost on the cluster (its batch failed); re-run to retry", report)
     finally:
         ray.shutdown()
+    return seen
 
 
-def _records(ray: Any, run: _Run, todo: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """Ray Data's plan (photos → finders → restorers) and its records, in the order they land."""
+def _records(ray: Any, run: _Run, listing: ListedPhotos) -> Iterator[dict[str, Any]]:
+    """Ray Data's plan (listing → finders → restorers) and its records, in the order they land."""
     recipe, cluster = run.recipe, run.cluster
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
@@ -383,7 +458,7 @@ def _records(ray: Any, run: _Run, todo: list[tuple[str, str]]) -> Iterator[dict[
     # Ray Data's actor pools restart a killed actor and retry its in-flight batches on a live one (their default
     # max_restarts=-1 and max_task_retries=-1, with system errors retried): a lost worker costs only those photos.
     pool = ray.data.ActorPoolStrategy
-    rows = ray.data.from_items([{"path": path, "stem": stem} for path, stem in todo])
+    rows = ray.data.read_datasource(listing.datasource(), num_cpus=0)  # the listing reserves no CPU
     found = rows.map_batches(
         FaceFinder,
         fn_constructor_args=(recipe,),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -37,16 +38,23 @@ class RunSummary:
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
     """Output names: each input's stem, made unique (`x`, `x_2`, …) when inputs share one."""
-    taken: set[str] = set()
-    stems = []
-    for path in paths:
+    name = StemNamer()
+    return [name(path) for path in paths]
+
+
+class StemNamer:
+    """`output_stems` one input at a time, in the inputs' order (for inputs listed lazily)."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+
+    def __call__(self, path: Path) -> str:
         stem, n = path.stem, 1
-        while stem in taken:
+        while stem in self._taken:
             n += 1
             stem = f"{path.stem}_{n}"
-        taken.add(stem)
-        stems.append(stem)
-    return stems
+        self._taken.add(stem)
+        return stem
 
 
 def refuse_overwriting_inputs(inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
@@ -55,6 +63,31 @@ def refuse_overwriting_inputs(inputs: Sequence[Path], outputs: Sequence[Path]) -
     for output in outputs:
         if output.resolve() in sources:
             raise FacemendError(f"{output} would overwrite its own input: choose another output folder")
+
+
+def refuse_writing_over_listed_inputs(sources: Sequence[str | Path], outdir: Path) -> None:
+    """`refuse_overwriting_inputs` for inputs listed lazily from `sources` (files and folders, as `iter_images`
+    lists them): an output `outdir/STEM.png` is an input exactly when some input is a `.png` file directly in
+    `outdir` (whichever input takes that stem, its output lands there), so only `outdir` is looked at, and only
+    when a source could list it."""
+    if not outdir.is_dir():
+        return
+    folder = outdir.resolve()
+    files = [Path(source).resolve() for source in sources if not Path(source).is_dir()]
+    roots = [Path(source).resolve() for source in sources if Path(source).is_dir()]
+    candidates = [path for path in files if path.parent == folder and path.suffix == ".png"]
+    if any(root == folder or root in folder.parents for root in roots):
+        inside = [root for root in roots if root == folder or root in folder.parents]
+        hidden = [any(part.startswith(".") for part in folder.relative_to(root).parts) for root in inside]
+        if not all(hidden):
+            with os.scandir(folder) as listing:
+                candidates += [
+                    folder / entry.name
+                    for entry in listing
+                    if entry.name.endswith(".png") and not entry.name.startswith(".") and entry.is_file()
+                ]
+    if candidates:
+        raise FacemendError(f"{candidates[0]} would overwrite its own input: choose another output folder")
 
 
 @dataclass
