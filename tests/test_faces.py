@@ -220,3 +220,39 @@ def test_a_face_restores_the_same_whatever_it_is_batched_with(precision):
     assert np.array_equal(pipeline.restore_crops(faces[3:6] + faces[:1])[3], alone)  # 2nd batch, 1 face of 1
     assert np.array_equal(pipeline.restore_crops(faces[4:6] + faces[:1])[2], alone)  # 1st batch, 3 faces of 4
     assert len(pipeline.restore_crops(faces)) == 6
+
+
+def test_a_folder_fills_every_network_batch_and_writes_what_each_photo_gives_alone(astronaut, tmp_path):
+    """Faces of consecutive photos fill whole batches (a photo straddling two waits for the second; only the
+    run's last batch is padded), and each output is byte for byte what the photo gives restored alone."""
+    from facemend.methods.registry import DEFAULT_MODEL, resolve_model
+    from facemend.pipelines.files import restore_files
+
+    class Counted:
+        def __init__(self, restorer) -> None:
+            self.restorer, self.calls = restorer, 0
+
+        def __getattr__(self, name):
+            return getattr(self.restorer, name)
+
+        def __call__(self, *args, **kwargs):
+            self.calls += 1
+            return self.restorer(*args, **kwargs)
+
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    pair = np.concatenate([small, small[:, ::-1]], axis=1)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, image in enumerate([small, pair, small, pair, small]):  # 1, 2, 1, 2, 1 faces
+        cv2.imwrite(str(folder / f"p{k}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    restorer, knobs = resolve_model(DEFAULT_MODEL)
+    pipeline = PhotoPipeline(Counted(restorer), knobs, batch_size=2)
+    paths = sorted(folder.iterdir())
+    summary = restore_files(pipeline, paths, tmp_path / "out", report=lambda _: None, progress=False)
+    assert summary.faces == 7 and summary.photos == 5
+    assert pipeline.restorer.calls == 4  # 7 faces in batches of 2 (it took 5 calls when each flush was padded)
+    for path in paths:
+        restore_files(pipeline, [path], tmp_path / "alone", report=lambda _: None, progress=False)
+        assert (tmp_path / "out" / f"{path.stem}.png").read_bytes() == (
+            tmp_path / "alone" / f"{path.stem}.png"
+        ).read_bytes()

@@ -95,6 +95,12 @@ class _Pending:
     source: Path
     stem: str
     job: PhotoJob
+    restored: list = field(default_factory=list)  # the restorations of the job's first crops, so far
+
+    @property
+    def waiting(self) -> list:
+        """The crops not restored yet."""
+        return self.job.crops[len(self.restored) :]
 
 
 def restore_files(
@@ -109,22 +115,29 @@ def restore_files(
 ) -> RunSummary:
     """Restore every file in `paths` into `outdir/<stem>.png`; bad files are reported and skipped.
 
-    Faces from consecutive photos are restored together once `pipeline.batch_size` of them are waiting. With
-    `workers` > 1, that many processes read the next photos and find their faces while this one restores.
+    Faces from consecutive photos are restored together in full batches of `pipeline.batch_size`: a photo whose
+    faces straddle two batches waits for the second (only the last batch of the run is padded), and photos are
+    written in order as their faces are done. With `workers` > 1, that many processes read the next photos and
+    find their faces while this one restores.
     """
     stems = output_stems(paths)
     refuse_overwriting_inputs(paths, [outdir / f"{stem}.png" for stem in stems])
     summary = RunSummary()
     started = time.perf_counter()
-    pending: list[_Pending] = []
+    pending: deque[_Pending] = deque()
 
-    def flush() -> None:
-        crops = [crop for item in pending for crop in item.job.crops]
-        restored = iter(pipeline.restore_crops(crops))
+    def flush(last: bool = False) -> None:
+        crops = [crop for item in pending for crop in item.waiting]
+        count = len(crops) if last else len(crops) - len(crops) % pipeline.batch_size
+        restored = iter(pipeline.restore_crops(crops[:count]))
         for item in pending:
-            item.job.restored = [next(restored) for _ in item.job.crops]
+            take = min(count, len(item.waiting))
+            item.restored += [next(restored) for _ in range(take)]
+            count -= take
+        while pending and not pending[0].waiting:
+            item = pending.popleft()
+            item.job.restored = item.restored
             _write(pipeline, item, outdir, save_faces, summary, report)
-        pending.clear()
 
     found = 0
     bar = tqdm(total=len(paths), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
@@ -134,11 +147,11 @@ def restore_files(
         if job is not None:
             found += len(job.crops)
             pending.append(_Pending(path, stem, job))
-            if sum(len(item.job.crops) for item in pending) >= pipeline.batch_size:
+            if sum(len(item.waiting) for item in pending) >= pipeline.batch_size:
                 flush()
         bar.set_postfix(faces=found, failed=len(summary.failures), refresh=False)
         bar.update()
-    flush()
+    flush(last=True)
     bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
