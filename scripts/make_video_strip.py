@@ -4,11 +4,11 @@
 
 The astronaut's face, aligned at 128 px, becomes one `facemend benchmark-video` clip (seeded pan, zoom and
 rotation; every frame degraded on its own with the preset: fresh noise and JPEG per frame). The clip is restored
-through the product's video loop (its defaults: detector alignment, strength auto, the default model) frame by frame and with the temporal
-blend, and cut back to the aligned face by the known motion. Writes:
+through the product's video loop at its defaults (detector alignment, strength auto, the default model), frame by
+frame and with the temporal blend, and cut back to the aligned face by the known motion. Writes:
 
-- docs/video_strip_PRESET.jpg: rows ground truth, LQ input, frame by frame, temporal; six consecutive frames, then the
-  absolute difference between the last two of them (the flicker the warping error averages), brightened 4×;
+- docs/video_strip_PRESET.jpg: rows ground truth, LQ input, frame by frame, temporal; six consecutive frames,
+  then the absolute difference between the last two of them (the flicker the warping error averages), 4× brighter;
 - docs/video_warp_error_PRESET.png: the warping error of every consecutive pair along the clip, one line per row;
 - the clip's means (warping error, ID jitter, PSNR-Y) on stdout, for the text.
 """
