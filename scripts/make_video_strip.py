@@ -30,7 +30,7 @@ from facemend.faces import FaceDetector, find_faces  # noqa: E402
 from facemend.faces.template import alignment_matrix, warp_to_crop  # noqa: E402
 from facemend.methods.registry import resolve_model  # noqa: E402
 from facemend.metrics.suite import FacePair, MetricSuite  # noqa: E402
-from facemend.metrics.temporal import descriptor_jitter, relative_motion, warping_error  # noqa: E402
+from facemend.metrics.temporal import descriptor_jitter, pair_warping_errors  # noqa: E402
 from facemend.pipelines.photo import FaceOptions, PhotoPipeline  # noqa: E402
 from facemend.pipelines.video import DEFAULT_TEMPORAL  # noqa: E402
 from facemend.pipelines.video_benchmark import (  # noqa: E402
@@ -51,16 +51,6 @@ def astronaut_face() -> np.ndarray:
     photo = data.astronaut()
     face = find_faces(photo, FaceDetector("hog"))[0]
     return warp_to_crop(photo, alignment_matrix(face.landmarks5, FACE_SIZE), FACE_SIZE)
-
-
-def pair_errors(frames, clip, masks) -> np.ndarray:
-    motions = clip.crop_to_frame
-    return np.array(
-        [
-            warping_error(frames[t - 1], frames[t], relative_motion(motions[t - 1], motions[t]), masks[t])
-            for t in range(1, len(frames))
-        ]
-    )
 
 
 def main() -> None:
@@ -87,7 +77,7 @@ def main() -> None:
     errors, lines = {}, []
     for name, frames in rows.items():
         crops = face_crops(frames, clip)
-        errors[name] = pair_errors(frames, clip, masks)
+        errors[name] = np.array(pair_warping_errors(frames, clip.crop_to_frame, masks))
         measured = suite.measure(FacePair(f"{t}", c, truth[t], reference_id=f"{t}") for t, c in enumerate(crops))
         jitter = descriptor_jitter(measured.set_features["fd_dlib"][0])
         print(

@@ -276,3 +276,20 @@ def test_outputs_landing_on_listed_inputs_are_refused_before_any_work(tmp_path):
     for sources, out in (([folder], folder), ([folder / "b.png"], folder), ([tmp_path], folder)):
         with pytest.raises(FacemendError, match="b.png would overwrite its own input"):
             refuse_writing_over_listed_inputs(sources, out)
+
+
+def test_the_listing_task_names_as_the_driver_would_from_any_working_folder(tmp_path, monkeypatch):
+    """Relative and absolute sources sort differently than their resolved paths would: the listing task lists
+    from the driver's folder with the sources as given, wherever its worker runs."""
+    for folder in ("zeta", "alpha"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "face.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    sources = ["alpha", str(tmp_path / "zeta")]  # as given, "/…/zeta" sorts before "alpha"; resolved, after
+    photos = list_images(sources)
+    expected = list(zip([str(path.resolve()) for path in photos], output_stems(photos), strict=True))
+    assert expected[0] == (str(tmp_path / "zeta" / "face.jpg"), "face")
+    listing = ListedPhotos(sources, str(tmp_path / "none.jsonl"))
+    monkeypatch.chdir("/")  # a worker's working folder
+    assert [row for block in listing.rows() for row in zip(*block.values(), strict=True)] == expected
+    assert Path.cwd() == Path("/")

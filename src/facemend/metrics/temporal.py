@@ -45,18 +45,24 @@ def warping_error(previous: np.ndarray, current: np.ndarray, motion: np.ndarray,
     return float(difference[region].mean())
 
 
-def clip_warping_error(
+def pair_warping_errors(
     frames: Sequence[np.ndarray], motions: Sequence[np.ndarray], masks: Sequence[np.ndarray]
-) -> float:
-    """The mean warping error over the consecutive pairs of a clip: `frames` (H×W×3 uint8), each frame's motion
-    from a common reference (2×3) and its face mask (H×W bool); NaN when no pair has a pixel to compare."""
+) -> list[float]:
+    """The warping error of each consecutive pair (t − 1, t) of a clip: `frames` (H×W×3 uint8), each frame's
+    motion from a common reference (2×3) and its face mask (H×W bool); NaN for a pair with no pixel to compare."""
     if not len(frames) == len(motions) == len(masks):
         raise ValueError(f"{len(frames)} frames, {len(motions)} motions and {len(masks)} masks")
-    errors = [
+    return [
         warping_error(frames[t - 1], frames[t], relative_motion(motions[t - 1], motions[t]), masks[t])
         for t in range(1, len(frames))
     ]
-    finite = [error for error in errors if np.isfinite(error)]
+
+
+def clip_warping_error(
+    frames: Sequence[np.ndarray], motions: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> float:
+    """The mean of `pair_warping_errors` over the pairs that have pixels to compare; NaN when none has."""
+    finite = [error for error in pair_warping_errors(frames, motions, masks) if np.isfinite(error)]
     return float(np.mean(finite)) if finite else float("nan")
 
 

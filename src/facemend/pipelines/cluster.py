@@ -12,6 +12,7 @@ the local path does). Only one small record per photo comes back to the driver, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -203,12 +204,18 @@ def listed_inputs(sources: Sequence[str]) -> Iterator[tuple[str, str]]:
 
 class ListedPhotos:
     """A Ray Data datasource of one read task that lists the inputs (`listed_inputs`) and leaves out those the
-    manifest at `manifest` has done; rows `path`, `stem` in blocks of `LISTED_BLOCK_ROWS`."""
+    manifest at `manifest` has done; rows `path`, `stem` in blocks of `LISTED_BLOCK_ROWS`. The task lists from
+    the driver's working folder with the sources as given (relative ones too), so its order, and with it the
+    output names, is the local path's exactly."""
 
     def __init__(self, sources: Sequence[str], manifest: str) -> None:
-        self.sources, self.manifest = [str(Path(source).resolve()) for source in sources], manifest
+        self.sources, self.manifest, self.folder = list(sources), manifest, os.getcwd()
 
     def rows(self) -> Iterator[dict[str, list[str]]]:
+        with contextlib.chdir(self.folder):
+            yield from self._rows()
+
+    def _rows(self) -> Iterator[dict[str, list[str]]]:
         manifest = Path(self.manifest)
         done = _done(_read_manifest(manifest)[1]) if manifest.exists() else set()
         block: dict[str, list[str]] = {"path": [], "stem": []}
@@ -390,7 +397,6 @@ def restore_files_on_ray(
     refuse_writing_over_listed_inputs(sources, outdir)
     settings = {**recipe.settings(), "save_faces": save_faces, "skip_no_face": skip_no_face}
     manifest = Manifest(outdir / MANIFEST, settings)
-    done_before = set(manifest.done)
     summary = RunSummary()
     started = time.perf_counter()
     try:
@@ -399,7 +405,7 @@ def restore_files_on_ray(
         listed = skipped = 0
         for path, _ in listed_inputs(sources):  # listed again: what was done before, and what got lost
             listed += 1
-            if path in done_before:
+            if path in manifest.done:
                 skipped += 1
             elif path not in seen:  # rows of a batch that failed on every retry: no manifest line, redone next run
                 note_failure(summary, path, f"{path}: lost on the cluster (its batch failed); re-run to retry", report)

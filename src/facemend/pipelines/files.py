@@ -76,16 +76,14 @@ def refuse_writing_over_listed_inputs(sources: Sequence[str | Path], outdir: Pat
     files = [Path(source).resolve() for source in sources if not Path(source).is_dir()]
     roots = [Path(source).resolve() for source in sources if Path(source).is_dir()]
     candidates = [path for path in files if path.parent == folder and path.suffix == ".png"]
-    if any(root == folder or root in folder.parents for root in roots):
-        inside = [root for root in roots if root == folder or root in folder.parents]
-        hidden = [any(part.startswith(".") for part in folder.relative_to(root).parts) for root in inside]
-        if not all(hidden):
-            with os.scandir(folder) as listing:
-                candidates += [
-                    folder / entry.name
-                    for entry in listing
-                    if entry.name.endswith(".png") and not entry.name.startswith(".") and entry.is_file()
-                ]
+    listing_roots = [root for root in roots if root == folder or root in folder.parents]
+    if any(not any(part.startswith(".") for part in folder.relative_to(root).parts) for root in listing_roots):
+        with os.scandir(folder) as listing:
+            candidates += [
+                folder / entry.name
+                for entry in listing
+                if entry.name.endswith(".png") and not entry.name.startswith(".") and entry.is_file()
+            ]
     if candidates:
         raise FacemendError(f"{candidates[0]} would overwrite its own input: choose another output folder")
 
