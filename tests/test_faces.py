@@ -256,3 +256,30 @@ def test_a_folder_fills_every_network_batch_and_writes_what_each_photo_gives_alo
         assert (tmp_path / "out" / f"{path.stem}.png").read_bytes() == (
             tmp_path / "alone" / f"{path.stem}.png"
         ).read_bytes()
+
+
+def test_a_folder_reports_a_write_that_fails_in_order_and_goes_on(astronaut, tmp_path):
+    """Outputs are pasted back and written by a writer thread, but a write that fails is counted and reported
+    in input order, like the rest, and the run goes on; what was at the failed path is kept."""
+    from facemend.methods.registry import DEFAULT_MODEL, resolve_model
+    from facemend.pipelines.files import restore_files
+
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for k in range(5):
+        cv2.imwrite(str(folder / f"p{k}.png"), cv2.cvtColor(np.roll(small, 8 * k, axis=1), cv2.COLOR_RGB2BGR))
+    (out / "p1.png").mkdir(parents=True)  # a folder where p1's output would go: its write fails
+    (out / "p1.png" / "keep.txt").write_text("mine")
+    restorer, knobs = resolve_model(DEFAULT_MODEL)
+    reports: list[str] = []
+    paths = sorted(folder.iterdir())
+    pipeline = PhotoPipeline(restorer, knobs, batch_size=2)
+    summary = restore_files(pipeline, paths, out, report=reports.append, progress=False)
+    assert summary.photos == 4 and summary.faces == 4
+    assert [source for source, _ in summary.failures] == [str(paths[1])]
+    assert "cannot write output" in summary.failures[0][1]
+    assert reports[1].startswith(f"error: {paths[1]}: cannot write output")
+    assert [reports[k] for k in (0, 2, 3, 4)] == [f"{paths[k]}: 1 face(s)" for k in (0, 2, 3, 4)]
+    assert (out / "p1.png" / "keep.txt").read_text() == "mine"
+    assert sorted(path.name for path in out.glob("*.png") if path.is_file()) == ["p0.png", "p2.png", "p3.png", "p4.png"]

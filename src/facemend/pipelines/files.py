@@ -8,7 +8,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from facemend.data.io import read_image, write_bytes_atomic, write_image
 from facemend.data.parallel import check_workers
 from facemend.errors import FacemendError
 from facemend.pipelines.photo import FaceCropper, FaceOptions, PhotoJob, PhotoPipeline
+
+WRITES_AHEAD = 2  # photos beyond a batch's worth pasted back and encoded by the writer thread while faces are restored
 
 
 @dataclass
@@ -115,14 +117,24 @@ def restore_files(
 
     Faces from consecutive photos are restored together in full batches of `pipeline.batch_size`: a photo whose
     faces straddle two batches waits for the second (only the last batch of the run is padded), and photos are
-    written in order as their faces are done. With `workers` > 1, that many processes read the next photos and
-    find their faces while this one restores.
+    written in order as their faces are done. A writer thread pastes the faces back and encodes each output
+    (both release the GIL) while this thread goes on finding and restoring faces; outcomes are counted and
+    reported here, in input order. With `workers` > 1, that many processes read the next photos and find their
+    faces while this one restores.
     """
     stems = output_stems(paths)
     refuse_overwriting_inputs(paths, [outdir / f"{stem}.png" for stem in stems])
     summary = RunSummary()
     started = time.perf_counter()
     pending: deque[_Pending] = deque()
+    writes: deque[tuple[_Pending, Future]] = deque()
+    writer = ThreadPoolExecutor(1, thread_name_prefix="facemend-writer")
+
+    def settle(keep: int = 0) -> None:
+        """Count and report the writes done, oldest first, waiting while more than `keep` are in flight."""
+        while writes and (len(writes) > keep or writes[0][1].done()):
+            item, write = writes.popleft()
+            _note_write(item, write, summary, report)
 
     def flush(last: bool = False) -> None:
         crops = [crop for item in pending for crop in item.waiting]
@@ -135,21 +147,24 @@ def restore_files(
         while pending and not pending[0].waiting:
             item = pending.popleft()
             item.job.restored = item.restored
-            _write(pipeline, item, outdir, save_faces, summary, report)
+            writes.append((item, writer.submit(write_photo, pipeline, item.job, outdir, item.stem, save_faces)))
+            settle(pipeline.batch_size + WRITES_AHEAD)
 
     found = 0
     bar = tqdm(total=len(paths), desc="restore", unit="photo", disable=not progress, dynamic_ncols=True)
     prepared = _prepared_photos(pipeline.cropper, paths, workers)
-    for path, stem, outcome in zip(paths, stems, prepared, strict=True):
-        job = _accept(pipeline, path, outcome, skip_no_face, summary, report)
-        if job is not None:
-            found += len(job.crops)
-            pending.append(_Pending(path, stem, job))
-            if sum(len(item.waiting) for item in pending) >= pipeline.batch_size:
-                flush()
-        bar.set_postfix(faces=found, failed=len(summary.failures), refresh=False)
-        bar.update()
-    flush(last=True)
+    with writer:  # on the way out (an error included), the writes in flight finish: each is whole or absent
+        for path, stem, outcome in zip(paths, stems, prepared, strict=True):
+            job = _accept(pipeline, path, outcome, skip_no_face, summary, report)
+            if job is not None:
+                found += len(job.crops)
+                pending.append(_Pending(path, stem, job))
+                if sum(len(item.waiting) for item in pending) >= pipeline.batch_size:
+                    flush()
+            bar.set_postfix(faces=found, failed=len(summary.failures), refresh=False)
+            bar.update()
+        flush(last=True)
+        settle()
     bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
@@ -231,16 +246,10 @@ def note_written(summary: RunSummary, source: Path | str, faces: int, report: Ca
         report(f"{source}: {faces} face(s)")
 
 
-def _write(
-    pipeline: PhotoPipeline,
-    item: _Pending,
-    outdir: Path,
-    save_faces: bool,
-    summary: RunSummary,
-    report: Callable[[str], None],
-) -> None:
+def _note_write(item: _Pending, write: Future, summary: RunSummary, report: Callable[[str], None]) -> None:
+    """Wait for the photo's write (`write_photo`) and count it as written or failed."""
     try:
-        write_photo(pipeline, item.job, outdir, item.stem, save_faces)
+        write.result()
     except (OSError, FacemendError) as error:
         note_failure(summary, item.source, f"{item.source}: cannot write output: {error}", report)
         return
