@@ -4,6 +4,9 @@ the ramps in `facemend.quality.damage`, in one command:
     python scripts/damage_distributions.py --val data/facemend-val-128 --mild data/facemend-val-128-mild \
         --ffhq ../shared/data/hq-ref/ffhq
 
+Run it again on facemend-val made at 256 px (`facemend testset … --size 256`, and its `mild` version) for the
+faces' `native_detail` one octave finer than the 128-px analysis.
+
 `--val` is a facemend-val folder (`facemend testset … --split val`: `medium/{lq,hq}`, `heavy/lq`); `--mild` the same
 HQ faces degraded with the `mild` preset (`facemend degrade data/facemend-val-128/medium/hq -o DIR --preset mild
 --seed 2`); `--ffhq` sharp FFHQ photos, measured whole-photo (detected, aligned) at 1/4, 1/2 and full size, so
@@ -23,7 +26,7 @@ from facemend.data.io import Photo, list_images, read_image
 from facemend.pipelines.photo import FaceCropper, FaceOptions
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-MEASUREMENTS = ("detail", "noise", "blockiness", "resolution", "strength")
+MEASUREMENTS = ("detail", "noise", "blockiness", "resolution", "native_detail", "strength")
 FACE_SIZE = 128
 SCALES = (0.25, 0.5, 1.0)
 
@@ -51,7 +54,7 @@ def _rows(job) -> list[float]:
 
 def _face_rows(job) -> list[list[float]]:
     return [
-        [damage.detail, damage.noise, damage.blockiness, damage.resolution, strength]
+        [damage.detail, damage.noise, damage.blockiness, damage.resolution, damage.native_detail, strength]
         for damage, strength in zip(job.damages, job.strengths, strict=True)
     ]
 

@@ -20,8 +20,15 @@ from facemend.faces import feather_mask, paste_change, paste_face, warp_to_crop
 from facemend.faces.tone import chroma, is_single_tone
 from facemend.methods.base import Restorer
 from facemend.pipelines.noharm import face_box_mask, sharpness
-from facemend.pipelines.photo import FaceOptions, PhotoPipeline, parse_strength
-from facemend.quality.damage import FaceDamage, auto_strength, blockiness, measure_damage, noise_sigma
+from facemend.pipelines.photo import FaceCropper, FaceOptions, PhotoPipeline, parse_strength
+from facemend.quality.damage import (
+    NATIVE_DETAIL_RAMP,
+    FaceDamage,
+    auto_strength,
+    blockiness,
+    measure_damage,
+    noise_sigma,
+)
 
 FACE_SIZE = 128
 
@@ -228,8 +235,25 @@ def test_damage_measurements_respond_to_their_damage(astronaut):
     assert blockiness(cv2.cvtColor(blocky, cv2.COLOR_BGR2GRAY)) > 1.3 > blockiness(green)
     assert blockiness(np.repeat(np.repeat(green, 2, axis=0), 2, axis=1)) < 1.1  # pixel repetition is not JPEG
     assert measure_damage(face, 40).resolution < 0.5
-    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=2.0)) == 0.0
-    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=0.3)) == 1.0
+    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=2.0, native_detail=0.5)) == 0.0
+    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=0.3, native_detail=0.5)) == 1.0
+    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=2.0, native_detail=0.1)) == 1.0
+
+
+def test_a_large_face_blurred_at_its_own_size_is_restored_and_one_only_enlarged_is_left_alone(astronaut):
+    """`native_detail` looks one octave finer than the 128-px analysis: a ~700-px face blurred at its own size
+    still reads sharp at 128 px, but it gets most of the strength and most of its finer band is dropped; the
+    same face only enlarged (bicubic, as many scans are) keeps its detail and is left alone."""
+    big = cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    cropper = FaceCropper(128, FaceOptions())
+    enlarged = cropper.prepare(photo_from_array(big))
+    blurred = cropper.crop_faces(photo_from_array(cv2.GaussianBlur(big, (0, 0), 2.75)), enlarged.faces)
+    (damage,) = blurred.damages
+    assert auto_strength(replace(damage, native_detail=1.0)) < 0.1  # at 128 px alone it reads as clean,
+    assert damage.native_detail < NATIVE_DETAIL_RAMP[0] - 0.05  # not one octave finer
+    assert blurred.strengths[0] > 0.7 and blurred.drop_fine[0] > 0.5
+    assert enlarged.damages[0].native_detail > NATIVE_DETAIL_RAMP[0]
+    assert enlarged.strengths == [0.0] and enlarged.drop_fine == [0.0]
 
 
 def test_parse_strength():

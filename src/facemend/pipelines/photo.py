@@ -27,7 +27,14 @@ from facemend.faces.template import face_box_in_photo, matrix_scale
 from facemend.faces.tone import is_single_tone, luminance_only
 from facemend.methods.base import Restorer
 from facemend.precision import resolve_precision
-from facemend.quality.damage import JPEG_BLOCK, FaceDamage, auto_strength, fine_band_damage, measure_damage
+from facemend.quality.damage import (
+    JPEG_BLOCK,
+    FaceDamage,
+    auto_strength,
+    fine_band_damage,
+    measure_damage,
+    native_view_size,
+)
 
 MAX_UPSCALE = 8
 AUTO_STRENGTH = "auto"
@@ -126,9 +133,11 @@ class FaceCropper:
     def prepare(self, photo: Photo) -> PhotoJob:
         """Find the faces and cut their aligned crops."""
         if self.options.aligned:
-            size = self.face_size
+            size, native = self.face_size, min(photo.width, photo.height)
             job = PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
-            self._assess(job, job.crops[0], min(photo.width, photo.height), photo.rgb)
+            side = native_view_size(native)
+            native_crop = None if side is None else _resize(photo.rgb, (side, side))
+            self._assess(job, job.crops[0], native, photo.rgb, native_crop)
             return job
         return self.crop_faces(photo, self.detect(photo))
 
@@ -153,12 +162,22 @@ class FaceCropper:
             job.faces.append(face)
             job.matrices.append(matrix)
             job.crops.append(warp_to_crop(photo.rgb, matrix, size))
-            self._assess(job, job.crops[-1], size / matrix_scale(matrix), _face_region(photo.rgb, matrix, size))
+            native = size / matrix_scale(matrix)
+            side = native_view_size(native)
+            native_crop = None if side is None else warp_to_crop(photo.rgb, matrix * (side / size), side)
+            self._assess(job, job.crops[-1], native, _face_region(photo.rgb, matrix, size), native_crop)
         return job
 
-    def _assess(self, job: PhotoJob, crop: np.ndarray, native_size: float, region: np.ndarray) -> None:
+    def _assess(
+        self,
+        job: PhotoJob,
+        crop: np.ndarray,
+        native_size: float,
+        region: np.ndarray,
+        native_crop: np.ndarray | None,
+    ) -> None:
         """Record the face's damage, the strength it gets and whether it is single-toned."""
-        damage = measure_damage(crop, native_size, region)
+        damage = measure_damage(crop, native_size, region, native_crop)
         job.damages.append(damage)
         strength = auto_strength(damage) if self.options.strength is None else self.options.strength
         job.strengths.append(strength)

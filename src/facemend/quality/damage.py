@@ -9,7 +9,12 @@ depend on the restorer's face size):
   JPEG smoothing and up-sampling take the finest octave first;
 - `blockiness`: JPEG's 8×8 grid, as the excess of the luminance step across block borders over the step across
   block middles, in the photo's own pixel grid (1 = no grid);
-- `resolution`: the face's native size over the analysis size (at 1 or below, the face has no pixels to spare).
+- `resolution`: the face's native size over the analysis size (at 1 or below, the face has no pixels to spare);
+- `native_detail`: `detail` measured again one octave finer, on the face at its own resolution up to twice the
+  analysis size (`NATIVE_VIEW_SIZE`), for faces with pixels to spare: a large face blurred at its own size can
+  look sharp once shrunk to the analysis size, but it lacks the octave just finer than it, which is the detail
+  the paste-back keeps from the input. (Measured at the full resolution of a large photo instead, a face that was
+  enlarged once, as many scans are, would read as damaged however sharp it looks.)
 
 `auto_strength` maps them to a strength in [0, 1] (1 = the restorer's output, 0 = the input); its ramps were
 chosen on facemend-val's degraded faces and on sharp FFHQ faces (see docs/no-harm.md).
@@ -25,6 +30,7 @@ import numpy as np
 from facemend.faces.template import template_face_box
 
 ANALYSIS_SIZE = 128
+NATIVE_VIEW_SIZE = 2 * ANALYSIS_SIZE  # `native_detail`: faces larger than this are measured shrunk to it
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _MEDIAN_TO_SIGMA = 1.0 / (0.6745 * 6.0)  # |operator response| median of N(0, σ²) noise is 0.6745 · 6σ
 JPEG_BLOCK = 8
@@ -36,6 +42,10 @@ JPEG_BLOCK = 8
 # so a face with no more pixels than the analysis size is restored fully: only faces shrunk into the crop (native
 # size ≥ 1.5 × 128, whose crop is an area-averaged, cleaner view) are judged by their detail, noise and blocks.
 DETAIL_RAMP = (0.40, 0.30)
+# One octave finer (docs/no-harm.md), by the same rule: 95% of sharp FFHQ faces at 150, 300 and 600 px have
+# `native_detail` ≥ 0.35, and the clean end sits 0.05 below; the damaged end is about the median of facemend-val's
+# faces degraded with `mild` at 256 px (0.19).
+NATIVE_DETAIL_RAMP = (0.30, 0.20)
 NOISE_RAMP = (3.5, 6.0)
 BLOCKINESS_RAMP = (1.15, 1.4)
 RESOLUTION_RAMP = (1.5, 1.0)
@@ -49,6 +59,7 @@ class FaceDamage:
     noise: float
     blockiness: float
     resolution: float
+    native_detail: float
 
     def to_dict(self) -> dict[str, float]:
         return {name: round(value, 4) for name, value in asdict(self).items()}
@@ -59,23 +70,43 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image, np.float32), cv2.COLOR_RGB2GRAY) * 255.0
 
 
-def measure_damage(crop: np.ndarray, native_size: float, photo_region: np.ndarray | None = None) -> FaceDamage:
+def measure_damage(
+    crop: np.ndarray,
+    native_size: float,
+    photo_region: np.ndarray | None = None,
+    native_crop: np.ndarray | None = None,
+) -> FaceDamage:
     """The damage of an aligned H×H×3 float RGB face crop whose face measures `native_size` pixels in its photo
     (its crop side at scale 1); `photo_region`, the face's pixels in the photo's own grid, is where JPEG's block
-    grid is looked for (without it, blockiness is not measured: 1)."""
+    grid is looked for (without it, blockiness is not measured: 1); `native_crop`, the same aligned face at its
+    own resolution (`native_view`), is where `native_detail` is measured (without it: `detail`)."""
     size = crop.shape[0]
     interpolation = cv2.INTER_AREA if size > ANALYSIS_SIZE else cv2.INTER_CUBIC
     analysed = cv2.resize(crop, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=interpolation)
-    luma = luminance(np.clip(analysed, 0.0, 1.0))
-    box = template_face_box(ANALYSIS_SIZE)
-    left, top, right, bottom = (round(v) for v in (box.left, box.top, box.right, box.bottom))
-    noise = noise_sigma(luma[top:bottom, left:right])
+    detail, noise = _detail_and_noise(analysed)
     return FaceDamage(
-        detail=fine_detail_share(luma, noise)[top:bottom, left:right].mean().item(),
+        detail=detail,
         noise=noise,
         blockiness=blockiness(luminance(photo_region)) if _holds_blocks(photo_region) else 1.0,
         resolution=min(native_size, 4.0 * ANALYSIS_SIZE) / ANALYSIS_SIZE,
+        native_detail=detail if native_crop is None else _detail_and_noise(native_crop)[0],
     )
+
+
+def native_view_size(native_size: float) -> int | None:
+    """The side at which a face of `native_size` pixels is measured for `native_detail` (its own, at most
+    `NATIVE_VIEW_SIZE`); None when it has no pixels to spare over the analysis size."""
+    side = round(min(native_size, NATIVE_VIEW_SIZE))
+    return side if side > ANALYSIS_SIZE else None
+
+
+def _detail_and_noise(crop: np.ndarray) -> tuple[float, float]:
+    """`detail` and `noise` of an aligned square crop, inside the template face box at the crop's own size."""
+    luma = luminance(np.clip(crop, 0.0, 1.0))
+    box = template_face_box(crop.shape[0])
+    left, top, right, bottom = (round(v) for v in (box.left, box.top, box.right, box.bottom))
+    noise = noise_sigma(luma[top:bottom, left:right])
+    return fine_detail_share(luma, noise)[top:bottom, left:right].mean().item(), noise
 
 
 def _holds_blocks(region: np.ndarray | None) -> bool:
@@ -120,17 +151,19 @@ def _ramp(value: float, clean: float, damaged: float) -> float:
 
 
 def fine_band_damage(damage: FaceDamage) -> float:
-    """How much of a face's detail finer than the restorer's face size is damage (noise, JPEG blocks) rather than
-    detail, in [0, 1]: the paste-back drops that share of it (times the strength), so a noisy large face does not
-    keep its noise."""
-    return max(_ramp(damage.noise, *NOISE_RAMP), _ramp(damage.blockiness, *BLOCKINESS_RAMP))
-
-
-def auto_strength(damage: FaceDamage) -> float:
-    """The restoration strength for a face: the worst of its damages, each on a ramp from clean (0) to damaged (1)."""
+    """How much of a face's detail finer than the restorer's face size is damage rather than detail, in [0, 1]: the
+    worst of its noise, JPEG blocks and blur (at the analysis size or one octave finer). The paste-back drops that
+    share of it (times the strength), so a noisy or blurred large face does not keep a fine band that is noise,
+    blocks or empty."""
     return max(
         _ramp(damage.detail, *DETAIL_RAMP),
         _ramp(damage.noise, *NOISE_RAMP),
         _ramp(damage.blockiness, *BLOCKINESS_RAMP),
-        _ramp(damage.resolution, *RESOLUTION_RAMP),
+        _ramp(damage.native_detail, *NATIVE_DETAIL_RAMP),
     )
+
+
+def auto_strength(damage: FaceDamage) -> float:
+    """The restoration strength for a face: the worst of its damages, each on a ramp from clean (0) to damaged (1)
+    (those of `fine_band_damage`, and a face with no pixels to spare over the analysis size)."""
+    return max(fine_band_damage(damage), _ramp(damage.resolution, *RESOLUTION_RAMP))
