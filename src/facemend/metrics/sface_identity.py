@@ -52,6 +52,10 @@ class SFaceIdentity(nn.Module):
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         return self.sface(to_sface_input(faces.float()))
 
+    def embed_with_maps(self, faces: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The embeddings and SFace's feature maps at four resolutions (`SFace.embed_with_maps`)."""
+        return self.sface.embed_with_maps(to_sface_input(faces.float()))
+
 
 def identity_similarity(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Cosine similarity, `b`, of two batches of unit embeddings."""

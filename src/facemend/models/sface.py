@@ -43,6 +43,9 @@ ARCFACE_POINTS_112 = np.array(
 # Channel order the network was trained on: OpenCV's FaceRecognizerSF feeds its BGR images with swapRB, i.e.
 # RGB. Checked on LFW pairs (tests/test_sface.py): RGB separates same from different people better than BGR.
 CHANNEL_ORDER = "rgb"
+# Layers of the rebuilt chain whose outputs `SFace.embed_with_maps` returns: the last PReLU at each of the 112,
+# 56, 28 and 14-px resolutions (checked in tests/test_sface.py).
+FEATURE_TAPS = (9, 21, 33, 69)
 
 
 def sface_onnx_path() -> Path:
@@ -178,10 +181,20 @@ class SFace(nn.Module):
         return super().train(False)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.embed_with_maps(faces)[0]
+
+    def embed_with_maps(self, faces: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The unit embeddings `b 128` and, in one pass, the feature maps at the end of each resolution
+        (`FEATURE_TAPS`: 64 × 112², 128 × 56², 256 × 28², 512 × 14², after their PReLU)."""
         if faces.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"SFace takes {INPUT_SIZE}×{INPUT_SIZE} faces, got {tuple(faces.shape[-2:])}")
-        pixels = faces * 255.0 if CHANNEL_ORDER == "rgb" else faces.flip(1) * 255.0
-        return nn.functional.normalize(self.network(pixels).float(), dim=1)
+        x = faces * 255.0 if CHANNEL_ORDER == "rgb" else faces.flip(1) * 255.0
+        maps = []
+        for index, layer in enumerate(self.network):
+            x = layer(x)
+            if index in FEATURE_TAPS:
+                maps.append(x)
+        return nn.functional.normalize(x.float(), dim=1), maps
 
 
 @lru_cache(maxsize=1)

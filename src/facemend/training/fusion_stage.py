@@ -20,7 +20,7 @@ from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
 
-DECODED_LOSSES = ("l1", "perceptual", "identity", "adversarial")
+DECODED_LOSSES = ("l1", "perceptual", "identity", "face_perceptual", "adversarial")
 
 
 def decodes(stage: StageConfig) -> bool:

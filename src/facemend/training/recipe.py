@@ -79,8 +79,9 @@ class Recipe(ABC):
             self._perceptual = PerceptualLoss().to(prediction.device)
         return self._perceptual(prediction, target)
 
-    def identity(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The identity loss (SFace cosine distance), its network loaded on first use."""
+    def identity(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The identity losses (SFace cosine distance, SFace face-perceptual distance), its network loaded on first
+        use."""
         if self._identity is None:
             self._identity = IdentityLoss().to(prediction.device)
         return self._identity(prediction, target)
@@ -178,19 +179,20 @@ def reconstruction_step(
     logs: dict[str, float],
     adversarial_weights: torch.Tensor | None = None,
 ) -> StepOutput:
-    """Add the losses of decoded `images` against `target` to `loss`: L1 + perceptual (+ identity, where the
-    stage weights it), and once `discriminator` is on the hinge generator loss (per face weighted by
-    `adversarial_weights`, default 1) with VQGAN's adaptive weight measured at `last_layer`, the trained layer
-    nearest the output (None without a discriminator). Shared by the tokenizer, the fusion stage, iqpfr's HQ+
-    stage, idm's x̂0 losses and residual-unet."""
+    """Add the losses of decoded `images` against `target` to `loss`: L1 + perceptual (+ identity and
+    face-perceptual, where the stage weights them), and once `discriminator` is on the hinge generator loss (per
+    face weighted by `adversarial_weights`, default 1) with VQGAN's adaptive weight measured at `last_layer`, the
+    trained layer nearest the output (None without a discriminator). Shared by the tokenizer, the fusion stage,
+    iqpfr's HQ+ stage, idm's x̂0 losses and residual-unet."""
     l1 = (images - target).abs().mean()
     perceptual = recipe.perceptual(images, target) if stage.weight("perceptual") else torch.zeros_like(l1)
     reconstruction = stage.weight("l1") * l1 + stage.weight("perceptual") * perceptual
     logs.update(l1=l1.item(), perceptual=perceptual.item())
-    if stage.weight("identity"):
-        identity = recipe.identity(images, target)
+    if stage.weight("identity") or stage.weight("face_perceptual"):
+        identity, face_perceptual = recipe.identity(images, target)
         reconstruction = reconstruction + stage.weight("identity") * identity
-        logs["identity"] = identity.item()
+        reconstruction = reconstruction + stage.weight("face_perceptual") * face_perceptual
+        logs.update(identity=identity.item(), face_perceptual=face_perceptual.item())
     loss = loss + reconstruction
     if discriminator is not None:
         adversarial = hinge_generator_loss(discriminator(images), adversarial_weights)

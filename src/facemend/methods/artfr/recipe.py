@@ -50,7 +50,7 @@ class ArtfrRecipe(Recipe):
     kind = KIND
     config_class = ArtfrConfig
     model_class = ArtfrModel
-    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "adversarial"})
+    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "face_perceptual", "adversarial"})
     paired = True
     starts_from_tokenizer = True
     stage_options_class = ArtfrStageOptions

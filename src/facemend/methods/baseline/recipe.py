@@ -23,7 +23,7 @@ class BaselineRecipe(LookupRecipe):
     kind = KIND
     config_class = BaselineConfig
     model_class = BaselineModel
-    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "adversarial"})
+    losses = frozenset({"code_ce", "feature_mse", "l1", "perceptual", "identity", "face_perceptual", "adversarial"})
     paired = True
     starts_from_tokenizer = True
 

@@ -42,7 +42,7 @@ class IdmRecipe(Recipe):
     kind = KIND
     config_class = IdmConfig
     model_class = IdmModel
-    losses = frozenset({"diffusion", "l1", "perceptual", "identity"})
+    losses = frozenset({"diffusion", "l1", "perceptual", "identity", "face_perceptual"})
     paired = True
 
     def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
@@ -62,7 +62,7 @@ class IdmRecipe(Recipe):
         diffusion = F.mse_loss(prediction.float(), self.scheduler.training_target(original, noise, timesteps))
         loss = stage.weight("diffusion") * diffusion
         logs = {"diffusion": diffusion.item()}
-        if not (stage.weight("l1") or stage.weight("perceptual") or stage.weight("identity")):
+        if not any(stage.weight(name) for name in ("l1", "perceptual", "identity", "face_perceptual")):
             logs["loss"] = loss.item()
             return StepOutput(loss, logs)
         estimate, _ = self.scheduler.predict_original(prediction, timesteps, noisy, clip=UNCLIPPED)

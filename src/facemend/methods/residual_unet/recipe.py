@@ -108,7 +108,7 @@ class ResidualUNetRecipe(Recipe):
     kind = KIND
     config_class = ResidualUNetConfig
     model_class = ResidualUNetModel
-    losses = frozenset({"l1", "perceptual", "identity", "adversarial"})
+    losses = frozenset({"l1", "perceptual", "identity", "face_perceptual", "adversarial"})
     paired = True
 
     def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
