@@ -181,18 +181,21 @@ class SFace(nn.Module):
         return super().train(False)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return self.embed_with_maps(faces)[0]
+        return self.embed_with_maps(faces, taps=())[0]  # keeps no map alive: metrics embed large batches
 
-    def embed_with_maps(self, faces: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The unit embeddings `b 128` and, in one pass, the feature maps at the end of each resolution
-        (`FEATURE_TAPS`: 64 × 112², 128 × 56², 256 × 28², 512 × 14², after their PReLU)."""
+    def embed_with_maps(
+        self, faces: torch.Tensor, taps: tuple[int, ...] = FEATURE_TAPS
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The unit embeddings `b 128` and, in one pass, the outputs of the layers `taps` (by default the feature
+        maps at the end of each resolution, `FEATURE_TAPS`: 64 × 112², 128 × 56², 256 × 28², 512 × 14², after
+        their PReLU)."""
         if faces.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"SFace takes {INPUT_SIZE}×{INPUT_SIZE} faces, got {tuple(faces.shape[-2:])}")
         x = faces * 255.0 if CHANNEL_ORDER == "rgb" else faces.flip(1) * 255.0
         maps = []
         for index, layer in enumerate(self.network):
             x = layer(x)
-            if index in FEATURE_TAPS:
+            if index in taps:
                 maps.append(x)
         return nn.functional.normalize(x.float(), dim=1), maps
 

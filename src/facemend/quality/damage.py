@@ -79,7 +79,8 @@ def measure_damage(
     """The damage of an aligned H×H×3 float RGB face crop whose face measures `native_size` pixels in its photo
     (its crop side at scale 1); `photo_region`, the face's pixels in the photo's own grid, is where JPEG's block
     grid is looked for (without it, blockiness is not measured: 1); `native_crop`, the same aligned face at its
-    own resolution (`native_view`), is where `native_detail` is measured (without it: `detail`)."""
+    own resolution (at the side `native_view_size` gives), is where `native_detail` is measured (without it:
+    `detail`)."""
     size = crop.shape[0]
     interpolation = cv2.INTER_AREA if size > ANALYSIS_SIZE else cv2.INTER_CUBIC
     analysed = cv2.resize(crop, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=interpolation)

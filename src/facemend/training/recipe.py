@@ -190,9 +190,10 @@ def reconstruction_step(
     logs.update(l1=l1.item(), perceptual=perceptual.item())
     if stage.weight("identity") or stage.weight("face_perceptual"):
         identity, face_perceptual = recipe.identity(images, target)
-        reconstruction = reconstruction + stage.weight("identity") * identity
-        reconstruction = reconstruction + stage.weight("face_perceptual") * face_perceptual
-        logs.update(identity=identity.item(), face_perceptual=face_perceptual.item())
+        for name, term in (("identity", identity), ("face_perceptual", face_perceptual)):
+            if stage.weight(name):  # an unweighted term is logged, not back-propagated
+                reconstruction = reconstruction + stage.weight(name) * term
+            logs[name] = term.item()
     loss = loss + reconstruction
     if discriminator is not None:
         adversarial = hinge_generator_loss(discriminator(images), adversarial_weights)
