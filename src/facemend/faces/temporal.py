@@ -117,7 +117,7 @@ def register(
             image, warp, (size, size), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101
         )
 
-    warp, mask = identity.copy(), None
+    mask = None  # the second run: only the pixels the first found unchanged (in the source, nearly the same)
     for _ in range(2):
         try:
             _, small = cv2.findTransformECC(target, source, identity.copy(), cv2.MOTION_AFFINE, criteria, mask, 5)
