@@ -112,8 +112,8 @@ def main() -> None:
 
     pipeline = PhotoPipeline(*resolve_model(args.model), FaceOptions(strength=parse_strength(args.strength)), 8)
     faces = hq_faces(args.data)
-    stills = [read_image(faces[stem]).to_uint8() for stem in spread(sorted(faces), args.clips)]
     stems = spread(sorted(faces), args.clips)
+    stills = [read_image(faces[stem]).to_uint8() for stem in stems]
     clips = [make_clip(stem, still, args.frames, 0) for stem, still in zip(stems, stills, strict=True)]
     changed = {
         kind: [

@@ -77,7 +77,8 @@ class TrackFusion:
         if state is not None and state.crop.shape != crop.shape:
             state = None
         if state is not None and self.options.register:
-            state = register(state, restored, lambda fused: self._change(restored, fused) >= self.options.change_scale)
+            scale = self.options.change_scale
+            state = _registered(state, restored, lambda fused: self._change(restored, fused) >= scale)
         if state is not None:
             change = np.minimum(self._change(restored, state.fused), self._change(crop, state.crop))
             weight = (self.options.carry * np.clip(1.0 - change / self.options.change_scale, 0.0, 1.0))[..., None]
@@ -97,7 +98,7 @@ REGISTRATION_LARGEST_SHIFT = 0.15  # share of the face size: a larger correction
 REGISTRATION_LEAST_UNCHANGED = 0.25  # share of the crop that must be unchanged to register on
 
 
-def register(
+def _registered(
     state: _TrackState, restored: np.ndarray, changed: Callable[[np.ndarray], np.ndarray]
 ) -> _TrackState | None:
     """`state` moved onto `restored`'s crop: the affine that best maps the previous restoration onto the current
