@@ -198,8 +198,11 @@ def test_each_stage_trains_what_it_names_through_the_trainer(name, prepared_face
     predict = next(stage for stage in stages if stage["name"] == "predict")
     kept = stage_losses(result.run_dir, "predict", "association")  # the fix's term beside the code losses
     assert len(kept) == (2 if "association" in predict["losses"] else 0)
-    if stages[-1]["name"] == "fusion":
-        assert stage_losses(result.run_dir, "fusion", "l1")
+    for stage in stages[1:]:
+        if "fusion" in stage["trainable"]:  # the fusion stages, and the identity stage after them
+            for loss in ("l1", "identity"):
+                if loss in stage["losses"]:
+                    assert stage_losses(result.run_dir, stage["name"], loss), (stage["name"], loss)
 
 
 def test_the_lq_tokenizer_recipe_reconstructs_the_lq_faces(prepared_faces, tmp_path):
@@ -312,6 +315,28 @@ def test_starting_weights_are_checked(tmp_path):
     save_weights(tmp_path / "hq_only", "daefr", to_dict(small("hq_only")), hq_only.state_dict())
     with pytest.raises(FacemendError, match="weights do not fit the model"):
         DaefrRecipe(to_dict(small("add")), {}).initialize(add_model, load_weights(tmp_path / "hq_only"), stage)
+
+
+def test_a_fusion_stage_starts_from_restoring_weights_that_leave_out_the_training_only_parts(tmp_path):
+    """Bundled weights leave out the LQ tokenizer and the association: a stage that needs neither (fusion,
+    identity) starts from them with those parts fresh; one that trains or uses them says which part is missing."""
+    from facemend.methods.daefr.recipe import DaefrRecipe
+
+    recipe = DaefrRecipe(to_dict(small()), {})
+    torch.manual_seed(0)
+    trained = recipe.build_model()
+    save_weights(tmp_path / "bundled", "daefr", to_dict(small()), DaefrRestorer.inference_state(trained.state_dict()))
+    fusion = StageConfig(name="identity", steps=1, trainable=("fusion", "hq_tokenizer.decoder"), losses={"l1": 1.0})
+    model = recipe.build_model()
+    recipe.initialize(model, load_weights(tmp_path / "bundled"), fusion)
+    loaded, kept = model.state_dict(), trained.state_dict()
+    assert all(torch.equal(loaded[key], kept[key]) for key in DaefrRestorer.inference_state(kept))
+    assert not torch.equal(loaded["lq_tokenizer.decoder.conv_in.weight"], kept["lq_tokenizer.decoder.conv_in.weight"])
+    associate = StageConfig(name="associate", steps=1, trainable=("association",), losses={"association": 1.0})
+    kept_association = replace(fusion, name="predict", trainable=("transformer",), losses={"association": 1.0})
+    for stage, part in ((associate, "association"), (kept_association, "lq_tokenizer")):
+        with pytest.raises(FacemendError, match=f"leave out {part} .*: start it from a run's export"):
+            recipe.initialize(recipe.build_model(), load_weights(tmp_path / "bundled"), stage)
 
 
 @pytest.fixture(params=["mhca", "add", "hq_only"])

@@ -318,6 +318,8 @@ def test_a_short_training_run_exports_a_restorer(dataset, tmp_path, in_process_l
     losses = stage_losses(result.run_dir, "denoise", "diffusion")
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert list((result.run_dir / "samples").glob("denoise_*.jpg"))
+    identity = stage_losses(result.run_dir, "identity", "identity")  # SFace's cosine distance on x0's face
+    assert len(identity) == 3 and all(0 < value <= 2 for value in identity)
     # a stage may add L1 and perceptual losses on the face of the x0 estimate to the diffusion loss
     for key in ("diffusion", "l1", "perceptual"):
         losses = stage_losses(result.run_dir, "sharpen", key)
@@ -426,14 +428,15 @@ def test_clean_rounds_train_on_each_cleaned_set(dataset, weights_folder, tmp_pat
     out = tmp_path / "cleaned"
     args = ["clean", str(dataset), "-o", str(out), "--model", str(weights_folder), "--steps", "1", "-q"]
     assert main([*args, "--rounds", "2", "--config", str(config_path)]) == 0
-    second = tmp_path / "runs" / "idm-tiny-round-2" / "denoise"
+    last = config["stages"][-1]["name"]  # a round's model: its last stage's export
+    second = tmp_path / "runs" / "idm-tiny-round-2" / last
     assert f"the last round's model: {second}" in capsys.readouterr().err
     for k in (1, 2):
-        assert (tmp_path / "runs" / f"idm-tiny-round-{k}" / "denoise" / "model.safetensors").exists()
+        assert (tmp_path / "runs" / f"idm-tiny-round-{k}" / last / "model.safetensors").exists()
         run_config = yaml.safe_load((tmp_path / "runs" / f"idm-tiny-round-{k}" / "config.yaml").read_text())
         assert run_config["data"]["root"] == str(out / f"round-{k}")
     models = {row["cleaned_by"]["model"] for row in manifest(out / "round-2") if row["cleaned_by"]}
-    assert models == {str(tmp_path / "runs" / "idm-tiny-round-1" / "denoise")}  # round 2 cleans with round 1's
+    assert models == {str(tmp_path / "runs" / "idm-tiny-round-1" / last)}  # round 2 cleans with round 1's
     assert main([*args, "--rounds", "2", "--config", str(config_path)]) == 2  # started before: needs --resume
     assert main([*args, "--rounds", "2", "--config", str(config_path), "--resume"]) == 0  # all done: no work
 

@@ -410,6 +410,8 @@ def test_each_stage_trains_what_it_names_through_the_trainer(name, prepared_face
     if kind == "iqpfr":
         assert len(stage_losses(result.run_dir, "predict", "quality")) == 2
     assert stage_losses(result.run_dir, stages[-1]["name"], "l1")
+    if "identity" in stages[-1]["losses"]:  # the identity stage after the fusion
+        assert stage_losses(result.run_dir, stages[-1]["name"], "identity")
 
 
 @pytest.mark.parametrize(

@@ -141,6 +141,8 @@ def test_tiny_artfr_config_learns(prepared_faces, tmp_path):
     tokens, fusion = (load_weights(result.run_dir / stage, "artfr").state_dict for stage in ("tokens", "fusion"))
     changed = {key.split(".")[0] for key in tokens if not torch.equal(tokens[key], fusion[key])}
     assert changed == {"tokenizer", "fusion"}  # the decoder and the fusion; the transformer stays as trained
+    identity = stage_losses(result.run_dir, "identity", "identity")  # SFace's cosine distance, after refine
+    assert len(identity) == 10 and all(0 <= value <= 2 for value in identity)
 
 
 @pytest.mark.parametrize("workers", [0, 1])

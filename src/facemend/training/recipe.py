@@ -45,6 +45,11 @@ class KeptFaces:
     rule: str  # what they have in common, as the log states it: "N of M training faces (P%) RULE"
 
 
+def _nested(first: str, second: str) -> bool:
+    """Whether one dotted module path is the other or inside it."""
+    return f"{first}.".startswith(f"{second}.") or f"{second}.".startswith(f"{first}.")
+
+
 class Recipe(ABC):
     name: ClassVar[str]  # the `recipe:` value of a training config
     kind: ClassVar[str]  # the `kind` of the exported weights
@@ -57,6 +62,9 @@ class Recipe(ABC):
     # `init_parts`), each with the weights kind it takes
     stage_options_class: ClassVar[type | None] = None  # the dataclass of a stage's `method:` options (None: the
     # recipe takes none)
+    left_out: ClassVar[tuple[str, ...]] = ()  # the model's parts (dotted paths) that restoring weights, such as
+    # the bundled ones, leave out (the restorer's `training_only`); a stage that needs none of them (`needs_left_out`)
+    # may start from such weights, with those parts fresh
 
     def __init__(self, model_config: dict[str, Any], discriminator_config: dict[str, Any]):
         """Validate both configs; errors name the field under `model.` / `discriminator.`."""
@@ -106,13 +114,36 @@ class Recipe(ABC):
         if self.starts_from_tokenizer and weights.kind == "tokenizer":
             load_tokenizer(model.tokenizer, model.lq_encoder, weights, f"{where}: tokenizer weights")
         elif weights.kind == self.kind:
-            load_into(model, self.state_to_load(model, weights), where)
+            load_into(model, self.completed(model, self.state_to_load(model, weights), stage), where)
         else:
             raise FacemendError(f"{where}: cannot start {self.kind!r} from {weights.kind!r} weights")
 
     def state_to_load(self, model: nn.Module, weights: Weights) -> dict[str, torch.Tensor]:
         """The state dict a stage loads from weights of this recipe's kind (default: all of it)."""
         return weights.state_dict
+
+    def completed(
+        self, model: nn.Module, state: dict[str, torch.Tensor], stage: StageConfig
+    ) -> dict[str, torch.Tensor]:
+        """`state` with the `left_out` parts it lacks taken from `model` as built (fresh), when `stage` neither
+        trains nor needs them; otherwise an error that says so."""
+        absent = [part for part in self.left_out if not any(key.startswith(f"{part}.") for key in state)]
+        prefixes = tuple(f"{part}." for part in absent)
+        missing = set(model.state_dict()) - set(state)
+        if not absent or not all(key.startswith(prefixes) for key in missing):
+            return state  # nothing left out, or weights of another model: `load_into` names what does not fit
+        trained = [part for part in absent if any(_nested(part, path) for path in stage.trainable)]
+        if trained or self.needs_left_out(stage):
+            raise FacemendError(
+                f"stage {stage.name!r}: its weights leave out {(trained or absent)[0]} (restoring weights, e.g. "
+                "bundled ones), which this stage trains or uses: start it from a run's export"
+            )
+        print(f"stage {stage.name!r}: {', '.join(absent)}: not in its weights (restoring weights), started fresh")
+        return state | {key: value for key, value in model.state_dict().items() if key.startswith(prefixes)}
+
+    def needs_left_out(self, stage: StageConfig) -> bool:
+        """Whether `stage` reads a `left_out` part it does not train (default: no stage does)."""
+        return False
 
     def check_trainable(self) -> None:  # noqa: B027 (a hook: most models train as they build)
         """Raise ConfigError, naming the field under `model.`, for a model config that builds but cannot be

@@ -42,7 +42,7 @@ from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 from facemend.samplers.maskgit import MaskGitScheduler
 
 KIND = "artfr"
-DEFAULT_KEEP_INPUT = 0.8  # chosen on facemend-val (docs/methods/artfr.md)
+DEFAULT_KEEP_INPUT = 0.5  # chosen on facemend-val for the identity stage's weights (docs/identity-stage.md)
 
 
 @dataclass

@@ -33,7 +33,7 @@ import torch
 
 from facemend.errors import FacemendError
 from facemend.methods.daefr.association import patch_association_loss, patch_similarity
-from facemend.methods.daefr.model import KIND, DaefrConfig, DaefrModel
+from facemend.methods.daefr.model import KIND, DaefrConfig, DaefrModel, DaefrRestorer
 from facemend.methods.lookup_stage import ExtraLoss, LookupRecipe, lookup_step, lookup_validate
 from facemend.models.tokenizer import VQTokenizer
 from facemend.training.config import StageConfig
@@ -63,10 +63,15 @@ class DaefrRecipe(LookupRecipe):
     kind = KIND
     config_class = DaefrConfig
     model_class = DaefrModel
-    losses = frozenset({*ASSOCIATION_LOSSES, "code_ce", "feature_mse", "adversarial"})
+    losses = frozenset({*ASSOCIATION_LOSSES, "code_ce", "feature_mse", "identity", "face_perceptual", "adversarial"})
     paired = True
     starts_from_tokenizer = True
     init_parts = {"lq_tokenizer": "tokenizer"}
+    left_out = DaefrRestorer.training_only
+
+    def needs_left_out(self, stage: StageConfig) -> bool:
+        """The association (its temperature; the association stage also the LQ tokenizer)."""
+        return bool(stage.weight("association"))
 
     def check_stage(self, stage: StageConfig) -> None:
         dual = self.config.combine != "hq_only"

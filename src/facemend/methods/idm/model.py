@@ -23,10 +23,12 @@ sampler, extrinsic iterative enhancement of the training set), the rest is ours:
   a deterministic path that stays nearest the input (the seed then does nothing).
 - `keep_input` blends the input back into the sample (as `classical` and the codebook methods do): the output
   keeps that share of the input. On dlib's identity and FD-dlib a blend beats both the input and the full sample.
-- Defaults `steps` = 2, `noise_scale` = 0, `keep_input` = 0.75, chosen on facemend-val (never the test faces)
-  with the 5,646-step weights: of steps {1, 2, 5} × noise_scale {0, 1} × keep_input {0.6, 0.75}, the lowest IDD
-  on both presets (0.371 medium, 0.543 heavy; input 0.391 / 0.559), FD-dlib within 0.001 of the best, 0.1 s a
-  face. More steps or a full sample (keep_input 0) moved further from the person.
+- Defaults `steps` = 2, `noise_scale` = 0, chosen on facemend-val (never the test faces) with the 5,646-step
+  weights: of steps {1, 2, 5} × noise_scale {0, 1} × keep_input {0.6, 0.75}, the lowest IDD on both presets
+  (0.371 medium, 0.543 heavy; input 0.391 / 0.559), FD-dlib within 0.001 of the best, 0.1 s a face. More steps
+  or a full sample (keep_input 0) moved further from the person. `keep_input` = 0.3 (it was 0.75), chosen again
+  on facemend-val for the weights of the identity stage, whose sample alone is as close to the person as the
+  input on medium and closer on heavy (docs/identity-stage.md).
 - Old names, accepted for one release with a warning: `temperature` (now `noise_scale`; `temperature` is
   artfr's sampling temperature) and `fidelity` (now `keep_input`; `fidelity` is CodeFormer's fusion weight).
 - Extrinsic iterative enhancement (`pipelines/clean.py`, `facemend clean`): the model restores the training set's
@@ -49,7 +51,7 @@ from facemend.samplers.ddim import PREDICTION_TYPES, DDIMScheduler, cosine_alpha
 KIND = "idm"
 DEFAULT_STEPS = 2  # these three: chosen on facemend-val (module docstring)
 DEFAULT_NOISE_SCALE = 0.0
-DEFAULT_KEEP_INPUT = 0.75
+DEFAULT_KEEP_INPUT = 0.3
 DIFFUSED = ("face", "residual")
 
 

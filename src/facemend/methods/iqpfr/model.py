@@ -25,8 +25,9 @@
 - Fidelity: the shared controllable fusion (CodeFormer's) of LQ encoder features into the decoder, trained last,
   as for the other lookup methods.
 - Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as daefr's), default
-  0.7: on facemend-val, the smallest share at which the bundled model beats the input on both IDD and FD-dlib
-  under both presets (0.6 missed medium FD-dlib; docs/methods/iqpfr.md).
+  0.5, chosen on facemend-val for the weights of the identity stage (docs/identity-stage.md); before it, 0.7 was
+  the smallest share at which the bundled model beat the input on both IDD and FD-dlib under both presets
+  (docs/methods/iqpfr.md).
 - Restoring drops the common tokenizer's encoder (`IqpfrRestorer.training_only`), which only gives training the
   HQ faces' codes: bundled weights leave it out (tiny: 9.6 M parameters, 18.3 MiB in float16), and restorers
   report no code accuracy.
@@ -51,7 +52,7 @@ from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 
 KIND = "iqpfr"
 HQPLUS_WEIGHT = 0.8  # IQPIR: decoded features = 1 × common + 0.8 × HQ+
-DEFAULT_KEEP_INPUT = 0.7  # the input's share of the output (`blend_with_input`)
+DEFAULT_KEEP_INPUT = 0.5  # the input's share of the output (`blend_with_input`; docs/identity-stage.md)
 
 
 @dataclass

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from facemend.data.datasets import DataConfig, faces_scoring, read_scores
-from facemend.methods.iqpfr.model import KIND, IqpfrConfig, IqpfrModel, IqpfrPrediction
+from facemend.methods.iqpfr.model import KIND, IqpfrConfig, IqpfrModel, IqpfrPrediction, IqpfrRestorer
 from facemend.methods.lookup_stage import LookupRecipe, lookup_step, lookup_validate
 from facemend.metrics.pixel import psnr
 from facemend.training.config import StageConfig
@@ -75,10 +75,16 @@ class IqpfrRecipe(LookupRecipe):
     kind = KIND
     config_class = IqpfrConfig
     model_class = IqpfrModel
-    losses = frozenset({"code_ce", "feature_mse", "quality", *HQPLUS_LOSSES})
+    losses = frozenset({"code_ce", "feature_mse", "quality", "identity", "face_perceptual", *HQPLUS_LOSSES})
     paired = True
     starts_from_tokenizer = True
     stage_options_class = IqpfrStageOptions
+    left_out = IqpfrRestorer.training_only
+
+    def needs_left_out(self, stage: StageConfig) -> bool:
+        """The common tokenizer's encoder gives the HQ faces' codes, the targets of the lookup losses (a stage
+        without them logs code accuracies against a fresh encoder's codes, which mean nothing)."""
+        return any(stage.weight(name) for name in ("code_ce", "feature_mse", "quality")) or "hqplus" in stage.trainable
 
     def check_options(self, options: IqpfrStageOptions, data: DataConfig) -> None:
         if options.min_score is not None and data.scores is None:

@@ -2,7 +2,7 @@
 perceptual + identity (SFace) + hinge adversarial losses on the restored face (`recipe.reconstruction_step`),
 VQGAN's adaptive weight measured at the UNet's output convolution.
 
-A stage may start from `idm` weights (`init: src/facemend/bundled/idm-tiny`): `fold_idm_one_step` turns IDM's
+A stage may start from `idm` weights (`init: weights/idm-tiny-denoise`): `fold_idm_one_step` turns IDM's
 UNet at the first step of deterministic DDIM (t = T − 1 from zero noise) into this model's UNet, so training
 starts from IDM's one-step estimate instead of from the input. It may also start from a trained `residual-unet`
 with fewer residual blocks per level (`grow_state`): the blocks the weights lack start as identities (their last
