@@ -129,8 +129,8 @@ class Recipe(ABC):
         trains nor needs them; otherwise an error that says so."""
         absent = [part for part in self.left_out if not any(key.startswith(f"{part}.") for key in state)]
         prefixes = tuple(f"{part}." for part in absent)
-        missing = set(model.state_dict()) - set(state)
-        if not absent or not all(key.startswith(prefixes) for key in missing):
+        fresh = model.state_dict()
+        if not absent or not all(key.startswith(prefixes) for key in fresh.keys() - state.keys()):
             return state  # nothing left out, or weights of another model: `load_into` names what does not fit
         trained = [part for part in absent if any(_nested(part, path) for path in stage.trainable)]
         if trained or self.needs_left_out(stage):
@@ -139,7 +139,7 @@ class Recipe(ABC):
                 "bundled ones), which this stage trains or uses: start it from a run's export"
             )
         print(f"stage {stage.name!r}: {', '.join(absent)}: not in its weights (restoring weights), started fresh")
-        return state | {key: value for key, value in model.state_dict().items() if key.startswith(prefixes)}
+        return state | {key: value for key, value in fresh.items() if key.startswith(prefixes)}
 
     def needs_left_out(self, stage: StageConfig) -> bool:
         """Whether `stage` reads a `left_out` part it does not train (default: no stage does)."""

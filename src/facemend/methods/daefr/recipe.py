@@ -70,7 +70,8 @@ class DaefrRecipe(LookupRecipe):
     left_out = DaefrRestorer.training_only
 
     def needs_left_out(self, stage: StageConfig) -> bool:
-        """The association (its temperature; the association stage also the LQ tokenizer)."""
+        """A stage that weights `association` reads its temperature (the association stage also the LQ
+        tokenizer)."""
         return bool(stage.weight("association"))
 
     def check_stage(self, stage: StageConfig) -> None:
