@@ -339,6 +339,29 @@ def test_a_fusion_stage_starts_from_restoring_weights_that_leave_out_the_trainin
             recipe.initialize(recipe.build_model(), load_weights(tmp_path / "bundled"), stage)
 
 
+def test_an_export_leaves_out_the_parts_its_stage_started_fresh_also_after_a_resume(prepared_faces, tmp_path):
+    """The identity stage started from restoring weights: its export holds what it trained and loaded, not the
+    random LQ tokenizer and association it filled in, and says so; a resumed run remembers them."""
+    config = small_train_config("daefr-tiny", prepared_faces, tmp_path)
+    fusion = load_weights(run(config).run_dir / "fusion", "daefr")
+    save_weights(tmp_path / "bundled", "daefr", fusion.config, DaefrRestorer.inference_state(fusion.state_dict))
+    identity = next(stage for stage in config["stages"] if stage["name"] == "identity")
+    identity["init"] = str(tmp_path / "bundled")
+    first = run(config, start_stage="identity", stop_after=1)
+    assert not first.finished
+    result = run(config, resume=True)
+    exported = load_weights(result.run_dir / "identity", "daefr")
+    assert exported.info["training"]["left_out"] == list(DaefrRestorer.training_only)
+    kept = DaefrRestorer.inference_state(fusion.state_dict)
+    assert exported.state_dict.keys() == kept.keys()
+    assert not any(key.startswith(("lq_tokenizer.", "association.")) for key in exported.state_dict)
+    associate = StageConfig(name="associate", steps=1, trainable=("association",), losses={"association": 1.0})
+    with pytest.raises(FacemendError, match="leave out association"):  # a stage that needs them still says so
+        recipe_for(load_train_config(config)).initialize(
+            DaefrModel(build(DaefrConfig, config["model"], "model")), exported, associate
+        )
+
+
 @pytest.fixture(params=["mhca", "add", "hq_only"])
 def weights_folder(request, tmp_path):
     torch.manual_seed(0)

@@ -125,11 +125,11 @@ class Recipe(ABC):
     def completed(
         self, model: nn.Module, state: dict[str, torch.Tensor], stage: StageConfig
     ) -> dict[str, torch.Tensor]:
-        """`state` with the `left_out` parts it lacks taken from `model` as built (fresh), when `stage` neither
-        trains nor needs them; otherwise an error that says so."""
-        absent = [part for part in self.left_out if not any(key.startswith(f"{part}.") for key in state)]
-        prefixes = tuple(f"{part}." for part in absent)
+        """`state` with the `left_out` parts it lacks (`absent_parts`) taken from `model` as built (fresh), when
+        `stage` neither trains nor needs them; otherwise an error that says so."""
         fresh = model.state_dict()
+        absent = self.absent_parts(state, fresh)
+        prefixes = tuple(f"{part}." for part in absent)
         if not absent or not all(key.startswith(prefixes) for key in fresh.keys() - state.keys()):
             return state  # nothing left out, or weights of another model: `load_into` names what does not fit
         trained = [part for part in absent if any(_nested(part, path) for path in stage.trainable)]
@@ -138,8 +138,15 @@ class Recipe(ABC):
                 f"stage {stage.name!r}: its weights leave out {(trained or absent)[0]} (restoring weights, e.g. "
                 "bundled ones), which this stage trains or uses: start it from a run's export"
             )
-        print(f"stage {stage.name!r}: {', '.join(absent)}: not in its weights (restoring weights), started fresh")
         return state | {key: value for key, value in fresh.items() if key.startswith(prefixes)}
+
+    def absent_parts(self, state: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]) -> list[str]:
+        """The `left_out` parts that the model (its `model_state`) has and `state` has no entries of."""
+
+        def has(part: str, keys) -> bool:
+            return any(key.startswith(f"{part}.") for key in keys)
+
+        return [part for part in self.left_out if has(part, model_state) and not has(part, state)]
 
     def needs_left_out(self, stage: StageConfig) -> bool:
         """Whether `stage` reads a `left_out` part it does not train (default: no stage does)."""

@@ -176,7 +176,7 @@ def train(
             model = recipe.build_model()
             discriminator = recipe.build_discriminator() if stage.weight("adversarial") > 0 else None
             if not (resume and index == first):
-                _initialise(model, recipe, config, index, fabric)
+                fresh_parts = _initialise(model, recipe, config, index, fabric)
             _set_trainable(model, stage.trainable)
             ema = EMA(model, trainer.ema_decay, stage.ema_warmup)
             parameters = [p for p in model.parameters() if p.requires_grad]
@@ -212,6 +212,7 @@ def train(
             if resume and index == first:
                 remainder = fabric.load(checkpoint, state)
                 torch.set_rng_state(remainder["rng"])
+                fresh_parts = remainder.get("fresh_parts", [])
                 fabric.print(f"resumed {stage.name} at step {step}")
 
             model.eval()  # frozen parts stay in eval mode (norm statistics, quantizer restarts)
@@ -266,12 +267,19 @@ def train(
                     due = fabric.strategy.reduce_boolean_decision(due, all=False)
                     stop = fabric.strategy.reduce_boolean_decision(stop, all=False)
                 if step == stage.steps:
-                    _export(fabric, recipe, ema.module, run_dir / stage.name, config, stage, step)
+                    _export(fabric, recipe, ema.module, run_dir / stage.name, config, stage, step, fresh_parts)
                 if due or step == stage.steps:
                     _save(
                         fabric,
                         checkpoint,
-                        {**state, "stage": index, "stage_name": stage.name, "step": step, "rng": torch.get_rng_state()},
+                        {
+                            **state,
+                            "stage": index,
+                            "stage_name": stage.name,
+                            "step": step,
+                            "rng": torch.get_rng_state(),
+                            "fresh_parts": fresh_parts,
+                        },
                     )
                     last_save = time.monotonic()
                 if stop and step < stage.steps:
@@ -316,14 +324,15 @@ def _kept_faces(config: TrainConfig, recipe: Recipe, fabric: Fabric) -> list[np.
     return kept
 
 
-def _initialise(model, recipe: Recipe, config: TrainConfig, index: int, fabric: Fabric) -> None:
+def _initialise(model, recipe: Recipe, config: TrainConfig, index: int, fabric: Fabric) -> list[str]:
     """Weights a stage starts from: its `init` folder (and its `init_parts`), else the previous stage's export,
-    else random."""
+    else random. Returns the recipe's `left_out` parts that the weights lacked and that start fresh (untrained, so
+    the stage's export leaves them out again)."""
     stage = config.stages[index]
     folder = Path(stage.init) if stage.init else (config.run_dir / config.stages[index - 1].name if index else None)
     if folder is None:
         recipe.initialize(model, None, stage)
-        return
+        return []
     hint = f"stages[{index}].init" if stage.init else f"the previous stage ({config.stages[index - 1].name})"
     folders = {hint: folder} | {
         f"stages[{index}].init_parts.{part}": Path(path) for part, path in stage.init_parts.items()
@@ -333,7 +342,17 @@ def _initialise(model, recipe: Recipe, config: TrainConfig, index: int, fabric: 
             raise FacemendError(f"{path}: no such weights folder ({field}); train that stage first or set init")
     fabric.print(f"{stage.name}: starting from {', '.join(map(str, folders.values()))}")
     parts = {part: load_weights(path, recipe.init_parts[part]) for part, path in stage.init_parts.items()}
-    recipe.initialize(model, load_weights(folder), stage, parts)
+    weights = load_weights(folder)
+    recipe.initialize(model, weights, stage, parts)
+    if weights.kind != recipe.kind:
+        return []
+    fresh = recipe.absent_parts(weights.state_dict, model.state_dict())
+    if fresh:
+        fabric.print(
+            f"{stage.name}: {', '.join(fresh)}: not in its weights (restoring weights): started fresh, and left out "
+            "of this stage's export"
+        )
+    return fresh
 
 
 def _save(fabric: Fabric, path: Path, state: dict) -> None:
@@ -345,7 +364,18 @@ def _save(fabric: Fabric, path: Path, state: dict) -> None:
     fabric.barrier()
 
 
-def _export(fabric: Fabric, recipe: Recipe, model, folder: Path, config: TrainConfig, stage: StageConfig, step: int):
+def _export(
+    fabric: Fabric,
+    recipe: Recipe,
+    model,
+    folder: Path,
+    config: TrainConfig,
+    stage: StageConfig,
+    step: int,
+    fresh_parts: list[str],
+):
+    """The EMA weights, without the `fresh_parts` (never trained: a later stage fills them again or says it needs
+    them)."""
     if fabric.is_global_zero:
         training = {
             "run": config.name,
@@ -354,7 +384,11 @@ def _export(fabric: Fabric, recipe: Recipe, model, folder: Path, config: TrainCo
             "steps": step,
             "seed": config.seed,
         }
-        save_weights(folder, recipe.kind, recipe.model_config(), model.state_dict(), training=training)
+        if fresh_parts:
+            training["left_out"] = list(fresh_parts)
+        prefixes = tuple(f"{part}." for part in fresh_parts)
+        state = {key: value for key, value in model.state_dict().items() if not key.startswith(prefixes)}
+        save_weights(folder, recipe.kind, recipe.model_config(), state, training=training)
         fabric.print(f"exported {stage.name} EMA weights to {folder}")
     fabric.barrier()
 

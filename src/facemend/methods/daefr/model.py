@@ -22,9 +22,9 @@ from it (facts read from its public code); the rest is ours:
   encoder's under `hq_only`) into the HQ decoder at weight `fidelity`, trained last: decoding the codes alone
   loses identity at the tiny size, as for baseline and artfr.
 - Input blend: `keep_input` mixes the input image back into the output (`blend_with_input`, as artfr's),
-  default 0.5, chosen on facemend-val for the weights of the identity stage (docs/identity-stage.md); before it,
-  0.85 was the smallest share at which the bundled model beat the input on both IDD and FD-dlib under both
-  presets (docs/methods/daefr.md). `daefr-q` shares the default.
+  default 0.3, chosen on facemend-val for the weights of the second identity stage (docs/identity-stage.md; 0.5
+  for the first one's); before them, 0.85 was the smallest share at which the bundled model beat the input on
+  both IDD and FD-dlib under both presets (docs/methods/daefr.md). `daefr-q` shares the default.
 - Quality conditioning (`daefr-q`, off by default): IQPFR's plug-in (`models/quality_conditioning.py`), added to
   the combined latent the transformer reads; nothing else changes.
 - Restoring drops the LQ tokenizer and the temperature (`DaefrRestorer.training_only`): bundled weights leave
@@ -50,8 +50,8 @@ from facemend.models.tokenizer import Encoder, TokenizerConfig, VQTokenizer
 KIND = "daefr"
 COMBINES = ("mhca", "add", "hq_only")
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp of exp(t)
-DEFAULT_KEEP_INPUT = 0.5  # the input's share of the output (`blend_with_input`); chosen on facemend-val for the
-# identity stage's weights (docs/identity-stage.md; it was 0.85)
+DEFAULT_KEEP_INPUT = 0.3  # the input's share of the output (`blend_with_input`); chosen on facemend-val for the
+# identity2 stage's weights (docs/identity-stage.md; it was 0.85, then 0.5)
 
 
 @dataclass
