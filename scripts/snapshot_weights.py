@@ -16,7 +16,7 @@ import torch
 
 from facemend.methods.registry import recipe_for
 from facemend.training.config import load_train_config
-from facemend.weights import save_weights
+from facemend.weights import save_weights, without_parts
 
 EMA_PREFIX = "module."  # torch.optim.swa_utils.AveragedModel keeps the model under `module`
 
@@ -35,7 +35,11 @@ def main() -> None:
     recipe.build_model().load_state_dict(ema)  # strict: the snapshot builds the model it claims to be
     training = {"run": config.name, "recipe": config.recipe, "stage": stage.name, "steps": checkpoint["step"]}
     training |= {"seed": config.seed, "snapshot": "EMA weights of a mid-stage checkpoint"}
-    save_weights(args.output, recipe.kind, recipe.model_config(), ema, dtype=torch.float16, training=training)
+    fresh = checkpoint.get("fresh_parts", [])  # parts the stage started fresh and never trains, as its export
+    if fresh:
+        training["left_out"] = list(fresh)
+    state = without_parts(ema, fresh)
+    save_weights(args.output, recipe.kind, recipe.model_config(), state, dtype=torch.float16, training=training)
     print(f"{args.output}: {stage.name} EMA weights after {checkpoint['step']} of {stage.steps} steps")
 
 

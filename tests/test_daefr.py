@@ -339,7 +339,9 @@ def test_a_fusion_stage_starts_from_restoring_weights_that_leave_out_the_trainin
             recipe.initialize(recipe.build_model(), load_weights(tmp_path / "bundled"), stage)
 
 
-def test_an_export_leaves_out_the_parts_its_stage_started_fresh_also_after_a_resume(prepared_faces, tmp_path):
+def test_an_export_leaves_out_the_parts_its_stage_started_fresh_also_after_a_resume(
+    prepared_faces, tmp_path, monkeypatch
+):
     """The identity stage started from restoring weights: its export holds what it trained and loaded, not the
     random LQ tokenizer and association it filled in, and says so; a resumed run remembers them."""
     config = small_train_config("daefr-tiny", prepared_faces, tmp_path)
@@ -349,6 +351,15 @@ def test_an_export_leaves_out_the_parts_its_stage_started_fresh_also_after_a_res
     identity["init"] = str(tmp_path / "bundled")
     first = run(config, start_stage="identity", stop_after=1)
     assert not first.finished
+    spec = importlib.util.spec_from_file_location("snapshot_weights", REPO / "scripts" / "snapshot_weights.py")
+    snapshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snapshot)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setattr("sys.argv", ["snapshot_weights.py", str(tmp_path / "config.yaml"), "-o", str(tmp_path / "mid")])
+    snapshot.main()  # the mid-stage snapshot leaves them out too
+    mid = load_weights(tmp_path / "mid", "daefr")
+    assert mid.info["training"]["left_out"] == list(DaefrRestorer.training_only)
+    assert mid.state_dict.keys() == DaefrRestorer.inference_state(fusion.state_dict).keys()
     result = run(config, resume=True)
     exported = load_weights(result.run_dir / "identity", "daefr")
     assert exported.info["training"]["left_out"] == list(DaefrRestorer.training_only)

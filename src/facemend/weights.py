@@ -109,6 +109,12 @@ def load_weights(folder: str | Path, kind: str | None = None, sha256: tuple[str,
     return Weights(info["kind"], info["config"], state_dict, info)
 
 
+def without_parts(state_dict: dict[str, torch.Tensor], parts) -> dict[str, torch.Tensor]:
+    """`state_dict` without the entries of the submodules `parts` (dotted paths, e.g. "lq_tokenizer")."""
+    prefixes = tuple(f"{part}." for part in parts)
+    return {key: value for key, value in state_dict.items() if not key.startswith(prefixes)}
+
+
 def load_into(module: nn.Module, state_dict: dict[str, torch.Tensor], where: str | Path) -> None:
     """Load strictly, converting dtypes to the module's; a mismatch names the first missing / unexpected /
     misshapen keys."""

@@ -18,7 +18,7 @@ from torch import nn
 from facemend.config import build
 from facemend.errors import FacemendError
 from facemend.precision import resolve_precision
-from facemend.weights import Weights, load_into, load_weights
+from facemend.weights import Weights, load_into, load_weights, without_parts
 
 
 class RenamedKnobWarning(DeprecationWarning):
@@ -183,8 +183,7 @@ class WeightsRestorer(Restorer):
     @classmethod
     def inference_state(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`state_dict` without the entries of the `training_only` submodules."""
-        prefixes = tuple(f"{name}." for name in cls.training_only)
-        return {key: value for key, value in state_dict.items() if not key.startswith(prefixes)}
+        return without_parts(state_dict, cls.training_only)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Self:

@@ -34,7 +34,7 @@ from facemend.training.config import StageConfig, TrainConfig, TrainerConfig
 from facemend.training.ema import EMA
 from facemend.training.losses import hinge_discriminator_loss
 from facemend.training.recipe import Recipe
-from facemend.weights import load_weights, save_weights
+from facemend.weights import load_weights, save_weights, without_parts
 
 CHECKPOINT = "checkpoint.ckpt"
 
@@ -386,8 +386,7 @@ def _export(
         }
         if fresh_parts:
             training["left_out"] = list(fresh_parts)
-        prefixes = tuple(f"{part}." for part in fresh_parts)
-        state = {key: value for key, value in model.state_dict().items() if not key.startswith(prefixes)}
+        state = without_parts(model.state_dict(), fresh_parts)
         save_weights(folder, recipe.kind, recipe.model_config(), state, training=training)
         fabric.print(f"exported {stage.name} EMA weights to {folder}")
     fabric.barrier()
