@@ -26,8 +26,8 @@ from facemend.faces.locate import Face
 from facemend.faces.template import transform_points
 
 GRID = 5  # points per side of the grid over a face's box
-MIN_FOLLOWED = 0.6  # share of a face's points that must be followed for the face to be kept
-MAX_BACK_ERROR = 1.0  # px: a point followed forward then back must land this near where it started
+MIN_FOLLOWED = 0.4  # share of a face's points that must be followed for the face to be kept
+MAX_BACK_ERROR = 2.0  # px: a point followed forward then back must land this near where it started
 WINDOW = 21  # px: Lucas–Kanade window
 MAX_UNCONFIRMED = 3  # detections in a row that may miss a face the flow still follows before it is let go
 SAME_FACE_IOU = 0.3  # a detection and a followed face overlapping this much are the same face
