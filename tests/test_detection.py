@@ -302,6 +302,32 @@ def test_a_face_the_detector_misses_is_kept_while_the_flow_follows_it(astronaut)
     assert kept == [1] * (2 * MAX_UNCONFIRMED + 1) + [0]
 
 
+@pytest.mark.parametrize("speed", [4, 8, 16])
+def test_a_face_is_never_carried_away_by_something_sliding_across_it(astronaut, speed):
+    """A textured occluder slides over the (still) face from the left while the detector misses the face: the
+    flow keeps the face where it is (within 5 % of its width) or lets it go, and never moves it along with the
+    occluder (it did, by 8–64 px, before the flow asked its points to agree on one motion)."""
+    from facemend.faces.flow import MAX_UNCONFIRMED, StridedDetection
+
+    (first,) = find_faces(astronaut, FaceDetector())
+    blobs = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    occluder = cv2.resize(blobs, (400, 512), interpolation=cv2.INTER_CUBIC)  # texture the flow can follow
+    strided = StridedDetection(2)
+    strided(astronaut, lambda: [first])
+    kept = 0
+    for t in range(1, 4 * MAX_UNCONFIRMED):
+        frame = astronaut.copy()
+        right = int(first.box.left) + speed * t  # the occluder's right edge moves in over the face
+        frame[:, max(right - 400, 0) : right] = occluder[:, max(400 - right, 0) :]
+        faces = strided(frame, lambda: [])
+        if not faces:
+            break
+        kept += 1
+        offset = np.subtract(faces[0].box.center, first.box.center)
+        assert np.abs(offset).max() < 0.05 * first.box.width, (t, offset)  # 4.5 px: what the detector jitters by
+    assert 1 <= kept <= 2 * MAX_UNCONFIRMED + 1  # followed while it is clear, never past the unconfirmed limit
+
+
 def test_a_weak_detection_confirms_a_followed_face_but_starts_none(astronaut):
     from facemend.faces.flow import StridedDetection
 

@@ -86,7 +86,29 @@ def test_a_model_grown_from_the_bundled_weights_computes_what_they_did():
     assert grown.unet.down[3][2].conv1.weight.abs().sum() > 0
 
 
-def test_growing_refuses_other_widths_and_fewer_blocks():
+def test_a_model_widened_and_deepened_at_full_resolution_computes_what_the_bundled_did():
+    weights = bundled("residual-unet-tiny")
+    trained = ResidualUNetModel(build(ResidualUNetConfig, weights.config))
+    load_into(trained, {key: value.float() for key, value in weights.state_dict.items()}, "bundled")
+    wider = {"channels": 16, "channel_mults": [3, 4, 6, 8], "blocks_per_level": [2, 1, 1, 1]}  # 32 → 48 at 128 px
+    grown = ResidualUNetModel(
+        build(ResidualUNetConfig, {**weights.config, "unet": {**weights.config["unet"], **wider}})
+    )
+    load_into(grown, grow_state(grown, weights), "grown")
+    assert grown.unet.config.widths() == [48, 64, 96, 128]
+    lq = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (grown.eval()(lq) - trained.eval()(lq)).abs().max() < 1e-5
+    # channels 32..47 copy channels 0..15: their readers split each weight between the two copies, unequally
+    reader, old_reader = grown.unet.down[1][0].conv1.weight, trained.unet.down[1][0].conv1.weight
+    torch.testing.assert_close(reader[:, :16] + reader[:, 32:48], old_reader[:, :16], atol=1e-6, rtol=0)
+    assert (reader[:, :16] - reader[:, 32:48]).abs().mean() > 0.1 * old_reader[:, :16].abs().mean()
+    torch.testing.assert_close(reader[:, 16:32], old_reader[:, 16:32])  # channels with one copy keep their weights
+    # a copied channel's own weights (and its GroupNorm's) are the trained channel's
+    torch.testing.assert_close(grown.unet.conv_in.weight[32:48], trained.unet.conv_in.weight[:16])
+
+
+def test_growing_refuses_what_would_not_compute_the_same():
     from facemend.errors import FacemendError
     from facemend.weights import Weights
 
@@ -101,17 +123,27 @@ def test_growing_refuses_other_widths_and_fewer_blocks():
         trained.state_dict(),
         {},
     )
-    with pytest.raises(FacemendError, match="model.unet.channels"):
-        grow_state(model_with(channels=16, blocks_per_level=[2, 2]), weights)
+    with pytest.raises(FacemendError, match="model.unet.channels: widths"):  # narrower
+        grow_state(model_with(channels=4, blocks_per_level=[2, 1]), weights)
     with pytest.raises(FacemendError, match="fewer blocks"):
         grow_state(model_with(blocks_per_level=[1, 2]), weights)
-    grown = model_with(blocks_per_level=[2, 2])
-    load_into(grown, grow_state(grown, weights), "grown")
+    with pytest.raises(FacemendError, match="shortcut"):  # widths 16, 16: level 1's projection would vanish
+        grow_state(model_with(channel_mults=[2, 2], blocks_per_level=[2, 1]), weights)
+    with pytest.raises(FacemendError, match="GroupNorm groups"):  # 8 → 10 at level 0: groups of 4 → of 5
+        grow_state(model_with(channels=2, channel_mults=[5, 8], blocks_per_level=[2, 1]), weights)
+    with pytest.raises(FacemendError, match="level 1 has self-attention"):  # the middle's attention reads it
+        grow_state(model_with(channels=16, channel_mults=[1, 2], blocks_per_level=[2, 1]), weights)
     faces = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         expected = trained.eval()(faces)
-        assert (expected - faces).abs().mean() > 0.01
-        assert torch.allclose(grown.eval()(faces), expected, atol=1e-6)
+    assert (expected - faces).abs().mean() > 0.01
+    for grown in (
+        model_with(blocks_per_level=[2, 2]),
+        model_with(channels=4, channel_mults=[3, 4], blocks_per_level=[3, 1]),
+    ):
+        load_into(grown, grow_state(grown, weights), "grown")
+        with torch.no_grad():
+            assert torch.allclose(grown.eval()(faces), expected, atol=1e-5)
 
 
 def test_bad_model_configs_name_the_field():

@@ -3,7 +3,9 @@
 Each face's 5 landmarks and a grid of points over its box are followed with pyramidal Lucas–Kanade
 (`cv2.calcOpticalFlowPyrLK`); a similarity transform fitted to the points that were followed (RANSAC,
 `cv2.estimateAffinePartial2D`) moves the face's box and landmarks. A face whose points are mostly lost (it left
-the frame, a cut) is dropped, and the caller detects again.
+the frame, a cut) is dropped, and the caller detects again; so is a face whose points move in two ways (a quarter
+or more of them agree on a second motion that puts the box elsewhere: something sliding across the face, which
+would otherwise carry the face's box along with it).
 
 On a frame where the detector runs, a face it misses but the flow still follows is kept, for at most
 `MAX_UNCONFIRMED` detections in a row: heavily degraded faces are missed now and then (a quarter of the frames of
@@ -27,6 +29,9 @@ from facemend.faces.template import transform_points
 
 GRID = 5  # points per side of the grid over a face's box
 MIN_FOLLOWED = 0.4  # share of a face's points that must be followed for the face to be kept
+RANSAC_PX = 2.0  # px: a followed point agrees with a fitted motion when it lands this near where the motion puts it
+SECOND_MOTION = 0.25  # share of the followed points that, agreeing on a motion of their own, make a second motion
+SECOND_MOTION_APART = 0.05  # … when it puts the box's centre this far (a share of the box's width) from the first
 MAX_BACK_ERROR = 2.0  # px: a point followed forward then back must land this near where it started
 WINDOW = 21  # px: Lucas–Kanade window
 MAX_UNCONFIRMED = 3  # detections in a row that may miss a face the flow still follows before it is let go
@@ -48,8 +53,8 @@ def follow_faces(previous: np.ndarray, current: np.ndarray, faces: Sequence[Face
         good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (np.linalg.norm(back - start, axis=1) < MAX_BACK_ERROR)
         if good.mean() < MIN_FOLLOWED:
             continue
-        matrix, _ = cv2.estimateAffinePartial2D(start[good], end[good], method=cv2.RANSAC, ransacReprojThreshold=2.0)
-        if matrix is None:
+        matrix, inliers = _fit_motion(start[good], end[good])
+        if matrix is None or _second_motion(start[good], end[good], inliers.ravel() == 1, matrix, box):
             continue
         corners = transform_points(matrix, np.array([[box.left, box.top], [box.right, box.bottom]]))
         moved = FaceBox(*corners.ravel().tolist(), box.score)
@@ -57,6 +62,28 @@ def follow_faces(previous: np.ndarray, current: np.ndarray, faces: Sequence[Face
             replace(face, box=moved, landmarks5=transform_points(matrix, face.landmarks5), landmarks68=None)
         )
     return followed
+
+
+def _fit_motion(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The similarity transform most of the points agree on (RANSAC), and which points agree."""
+    if len(start) < 2:
+        return None, np.zeros((len(start), 1), np.uint8)
+    return cv2.estimateAffinePartial2D(start, end, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
+
+
+def _second_motion(start: np.ndarray, end: np.ndarray, agree: np.ndarray, matrix: np.ndarray, box: FaceBox) -> bool:
+    """Whether the points that disagree with `matrix` agree on a motion of their own that puts the box elsewhere:
+    two things moving inside the box, e.g. something passing in front of the face. (Points scattered by noise,
+    as on a heavily degraded face, agree on no motion.)"""
+    enough = SECOND_MOTION * len(start)
+    if (~agree).sum() < max(enough, 3):
+        return False
+    other, other_agree = _fit_motion(start[~agree], end[~agree])
+    if other is None or other_agree.sum() < enough:
+        return False
+    centre = np.array([box.center])
+    apart = np.linalg.norm(transform_points(other, centre) - transform_points(matrix, centre))
+    return bool(apart > SECOND_MOTION_APART * box.width)
 
 
 class StridedDetection:

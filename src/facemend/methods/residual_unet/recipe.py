@@ -5,8 +5,8 @@ VQGAN's adaptive weight measured at the UNet's output convolution.
 A stage may start from `idm` weights (`init: weights/idm-tiny-denoise`): `fold_idm_one_step` turns IDM's
 UNet at the first step of deterministic DDIM (t = T − 1 from zero noise) into this model's UNet, so training
 starts from IDM's one-step estimate instead of from the input. It may also start from a trained `residual-unet`
-with fewer residual blocks per level (`grow_state`): the blocks the weights lack start as identities (their last
-convolution at zero), so the deeper model starts by computing exactly what the trained one did.
+with fewer residual blocks per level or narrower levels (`grow_state`, `models/unet_growth.py`): the grown model
+starts by computing exactly what the trained one did.
 
 Validation on the fixed batch: PSNR-RGB of the LQ input and of the restored faces, SFace similarity to the HQ
 faces (the trained-against identity) and dlib's IDD (the independent judge), both for the input and the output.
@@ -29,8 +29,8 @@ from facemend.methods.residual_unet.model import KIND, ResidualUNetConfig, Resid
 from facemend.metrics import identity as dlib_identity
 from facemend.metrics.pixel import psnr
 from facemend.metrics.sface_identity import SFaceIdentity, identity_similarity
-from facemend.models.blocks import AttnBlock, ResBlock
 from facemend.models.unet import timestep_embedding
+from facemend.models.unet_growth import grow_unet_state
 from facemend.training.config import StageConfig
 from facemend.training.recipe import Recipe, StepOutput, reconstruction_step
 from facemend.weights import Weights, load_into
@@ -75,32 +75,11 @@ def fold_idm_one_step(idm: Weights, config: ResidualUNetConfig) -> dict[str, tor
 
 
 def grow_state(model: ResidualUNetModel, weights: Weights) -> dict[str, torch.Tensor]:
-    """A state dict for `model` from `residual-unet` weights with the same widths and fewer residual blocks per
-    level: every tensor of the weights where it was, and the model's extra blocks as identities (a residual
-    block's second convolution and an attention block's output projection at zero)."""
+    """A state dict for `model` from `residual-unet` weights with no more blocks per level and no wider levels:
+    the trained UNet grown into the model's (`models/unet_growth.py`), which starts by computing what it did."""
     trained = build(ResidualUNetConfig, weights.config, "residual-unet weights' config").unet
-    ours = model.config.unet
-    for name in ("channels", "channel_mults", "attention_levels"):
-        if getattr(ours, name) != getattr(trained, name):
-            raise FacemendError(f"model.unet.{name}: {getattr(ours, name)} differs from the weights' {name}")
-    if any(mine < theirs for mine, theirs in zip(ours.level_blocks(), trained.level_blocks(), strict=True)):
-        raise FacemendError(
-            f"model.unet.blocks_per_level: {ours.blocks_per_level} has fewer blocks than the weights' "
-            f"{trained.blocks_per_level}"
-        )
-    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    new_blocks = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, ResBlock | AttnBlock)
-        and not any(key.startswith(f"{name}.") for key in weights.state_dict)
-    ]
-    for name, module in new_blocks:
-        last = "conv2" if isinstance(module, ResBlock) else "proj"
-        for suffix in ("weight", "bias"):
-            state[f"{name}.{last}.{suffix}"].zero_()
-    state.update(weights.state_dict)
-    return state
+    unet_state = {key.removeprefix("unet."): value for key, value in weights.state_dict.items()}
+    return grow_unet_state(model.unet, trained, unet_state, prefix="unet.")
 
 
 class ResidualUNetRecipe(Recipe):
