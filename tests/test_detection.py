@@ -306,7 +306,7 @@ def test_a_face_the_detector_misses_is_kept_while_the_flow_follows_it(astronaut)
 def test_a_face_is_never_carried_away_by_something_sliding_across_it(astronaut, speed):
     """A textured occluder slides over the (still) face from the left while the detector misses the face: the
     flow keeps the face where it is (within 5 % of its width) or lets it go, and never moves it along with the
-    occluder (it did, by 8–64 px, before the flow asked its points to agree on one motion)."""
+    occluder (it did, by 8–64 px, before a second motion among its points let it go)."""
     from facemend.faces.flow import MAX_UNCONFIRMED, StridedDetection
 
     (first,) = find_faces(astronaut, FaceDetector())

@@ -10,8 +10,8 @@ Two ways to grow, which combine:
   breaks the copies' symmetry: with equal shares they would get proportional gradients, which Adam turns into
   equal updates, and they would never differ.
 
-A level can widen only where its GroupNorm groups keep their size (4 channels for every width up to 128, as
-`blocks.group_norm` splits them), where it has no self-attention (nor the deepest level, which the middle's
+A level can widen only where its GroupNorm groups keep their size (4 channels for every multiple of 4 up to 128,
+as `blocks.group_norm` splits them), where it has no self-attention (nor the deepest level, which the middle's
 attention reads), and where no residual block's shortcut changes kind (a 1×1 projection between
 two widths cannot become an identity): `grow_unet_state` checks the grown UNet against the trained one on a
 random input and refuses a growth that would change what it computes.
