@@ -1,7 +1,7 @@
-"""Restoration speed of `baseline` (benchmark, not a test): seconds per aligned face for the bundled tiny model
-and for the paper-scale `base` config (random weights: speed does not depend on them), at batch 1 and 8, in
-fp32 and bf16, in one run; then the wall time of a whole `facemend restore --aligned` process over 64 faces
-(default precision), once per model of `--models` (default: the previous default `baseline` and today's
+"""Restoration speed (benchmark, not a test): seconds per aligned face for the bundled default, for the bundled
+tiny `baseline` and for baseline's paper-scale `base` config (random weights: speed does not depend on them), at
+batch 1 and 8, in fp32 and bf16, in one run; then the wall time of a whole `facemend restore --aligned` process
+over 64 faces (default precision), once per model of `--models` (default: the previous default `baseline` and today's
 default), so their ratio comes from one run.
 
     LD_PRELOAD=libtcmalloc_minimal.so.4 python scripts/benchmark_speed.py data/facemend-test-128/medium/lq
@@ -31,7 +31,7 @@ from facemend.training.config import load_train_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def seconds_per_face(restorer: BaselineRestorer, size: int, batch: int, precision: str, repeats: int = 5) -> float:
+def seconds_per_face(restorer, size: int, batch: int, precision: str, repeats: int = 5) -> float:
     faces = torch.rand(batch, 3, size, size)
     restorer(faces, precision=precision)  # warm-up
     times = []
@@ -61,7 +61,9 @@ def network_timings() -> None:
     base = BaselineRestorer(BaselineModel(build(BaselineConfig, base_config.model, "model")))
     print(f"`--precision auto` is {resolve_precision('auto')} on this CPU")
     print("| model | face px | precision | batch | s / face |\n|---|---|---|---|---|")
-    for name, restorer in (("baseline (bundled tiny)", tiny), ("baseline-base (random weights)", base)):
+    default = load_restorer(DEFAULT_MODEL)
+    rows = ((f"{DEFAULT_MODEL} (bundled, the default)", default), ("baseline (bundled tiny)", tiny))
+    for name, restorer in (*rows, ("baseline-base (random weights)", base)):
         for precision in ("fp32", "bf16"):
             for batch in (1, 8):
                 seconds = seconds_per_face(restorer, restorer.face_size, batch, precision)
