@@ -23,20 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from detection_quality import lfw_images  # the same LFW photos as the YuNet rows (scripts/ is on sys.path)
 
-from facemend.data.io import read_image
 from facemend.faces import FaceDetector, alignment_matrix, find_faces, native_size
 from facemend.faces.template import TEMPLATE_FACE_BOX_512, TEMPLATE_SIZE, transform_points
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def lfw_images(root: Path):
-    """One photo per LFW person, people in name order (as scripts/detection_quality.py)."""
-    for person in sorted(p for p in root.iterdir() if p.is_dir()):
-        first = min(person.glob("*.jpg"), default=None)
-        if first is not None:
-            yield read_image(first).to_uint8()
 
 
 class RetinaFacePoints:

@@ -65,9 +65,8 @@ def follow_faces(previous: np.ndarray, current: np.ndarray, faces: Sequence[Face
 
 
 def _fit_motion(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """The similarity transform most of the points agree on (RANSAC), and which points agree."""
-    if len(start) < 2:
-        return None, np.zeros((len(start), 1), np.uint8)
+    """The similarity transform most of the points agree on (RANSAC), and which points agree (≥ 3 points: the
+    callers ask for at least that many)."""
     return cv2.estimateAffinePartial2D(start, end, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
 
 

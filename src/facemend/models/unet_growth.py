@@ -108,9 +108,9 @@ def grow_unet_state(
             f"model.unet.blocks_per_level: {ours.blocks_per_level} has fewer blocks than the weights' "
             f"{trained.blocks_per_level}"
         )
-    last = len(ours.channel_mults) - 1
+    deepest = len(ours.channel_mults) - 1
     for level, (mine, theirs) in enumerate(zip(ours.widths(), trained.widths(), strict=True)):
-        if mine != theirs and (level in ours.attention_levels or level == last):
+        if mine != theirs and (level in ours.attention_levels or level == deepest):
             raise FacemendError(f"model.unet.channels: level {level} has self-attention and cannot widen")
     try:
         maps = _channel_maps(trained, ours)
@@ -154,5 +154,5 @@ def _check_same_function(unet: UNet, trained: UNetConfig, trained_state, state, 
     if error > 1e-4 * max(1.0, float(expected.abs().max())):
         raise FacemendError(
             f"model.unet: growing {trained.widths()} → {unet.config.widths()} changes what the UNet computes "
-            f"(max difference {error:.2g}); a shortcut would change kind"
+            f"(max difference {error:.2g})"
         )
