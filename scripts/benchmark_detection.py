@@ -18,15 +18,20 @@ from facemend.pipelines.detect_benchmark import markdown_header, run_detection_b
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the benchmark's sets (also used by scripts/retinaface_recall.py)."""
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
     parser.add_argument("--annotations", type=Path, default=REPO / "scripts" / "real_lq_whole_faces.json")
     parser.add_argument("--testset", type=Path, default=None, help="facemend-test folder (else no scenes)")
-    parser.add_argument("--detectors", default="yunet,hog", help="comma-separated")
     parser.add_argument("--widths", default="24,32,40,64,128", help="face widths of the scenes, px")
     parser.add_argument("--faces", type=int, default=60, help="faces per preset and width")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_set_arguments(parser)
+    parser.add_argument("--detectors", default="yunet,hog", help="comma-separated")
     parser.add_argument("--json", type=Path, default=None, help="also write the tallies here")
     args = parser.parse_args()
     detectors = [name.strip() for name in args.detectors.split(",") if name.strip()]

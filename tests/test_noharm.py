@@ -19,13 +19,17 @@ from facemend.errors import FacemendError
 from facemend.faces import feather_mask, paste_change, paste_face, warp_to_crop
 from facemend.faces.tone import chroma, is_single_tone
 from facemend.methods.base import Restorer
+from facemend.metrics.suite import MetricSuite
+from facemend.pipelines import noharm
 from facemend.pipelines.noharm import face_box_mask, sharpness
 from facemend.pipelines.photo import FaceCropper, FaceOptions, PhotoPipeline, parse_strength
 from facemend.quality.damage import (
     NATIVE_DETAIL_RAMP,
+    SMOOTHNESS_RAMP,
     FaceDamage,
     auto_strength,
     blockiness,
+    fine_band_damage,
     measure_damage,
     noise_sigma,
 )
@@ -235,9 +239,12 @@ def test_damage_measurements_respond_to_their_damage(astronaut):
     assert blockiness(cv2.cvtColor(blocky, cv2.COLOR_BGR2GRAY)) > 1.3 > blockiness(green)
     assert blockiness(np.repeat(np.repeat(green, 2, axis=0), 2, axis=1)) < 1.1  # pixel repetition is not JPEG
     assert measure_damage(face, 40).resolution < 0.5
-    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=2.0, native_detail=0.5)) == 0.0
-    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=0.3, native_detail=0.5)) == 1.0
-    assert auto_strength(FaceDamage(detail=0.5, noise=1.0, blockiness=1.0, resolution=2.0, native_detail=0.1)) == 1.0
+    clean = FaceDamage(detail=0.5, noise=2.0, blockiness=1.0, resolution=2.0, native_detail=0.5)
+    assert auto_strength(clean) == 0.0
+    assert auto_strength(replace(clean, resolution=0.3)) == 1.0
+    assert auto_strength(replace(clean, native_detail=0.1)) == 1.0
+    too_smooth = replace(clean, noise=SMOOTHNESS_RAMP[1])
+    assert auto_strength(too_smooth) == 1.0 and fine_band_damage(too_smooth) == 0.0
 
 
 def test_a_large_face_blurred_at_its_own_size_is_restored_and_one_only_enlarged_is_left_alone(astronaut):
@@ -249,11 +256,37 @@ def test_a_large_face_blurred_at_its_own_size_is_restored_and_one_only_enlarged_
     enlarged = cropper.prepare(photo_from_array(big))
     blurred = cropper.crop_faces(photo_from_array(cv2.GaussianBlur(big, (0, 0), 2.75)), enlarged.faces)
     (damage,) = blurred.damages
-    assert auto_strength(replace(damage, native_detail=1.0)) < 0.1  # at 128 px alone it reads as clean,
+    assert fine_band_damage(replace(damage, native_detail=1.0)) < 0.1  # at 128 px its detail reads clean,
     assert damage.native_detail < NATIVE_DETAIL_RAMP[0] - 0.05  # not one octave finer
     assert blurred.strengths[0] > 0.7 and blurred.drop_fine[0] > 0.5
     assert enlarged.damages[0].native_detail > NATIVE_DETAIL_RAMP[0]
     assert enlarged.strengths == [0.0] and enlarged.drop_fine == [0.0]
+
+
+def test_a_large_face_smoothed_of_its_texture_gets_part_of_the_restoration_and_keeps_its_fine_band(astronaut):
+    """Blur and JPEG take a face's skin texture first; at 128 px a sharp face's texture reads as a little noise
+    (95% of sharp FFHQ faces: σ ≥ 1.36). The same ~340-px face smoothed by an edge-preserving filter keeps
+    its edges, so its detail measurements still read clean, but it has too little texture for a sharp face: it
+    gets part of the restoration, and its finer-than-128-px band (edges, eyelashes) is kept."""
+    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    cropper = FaceCropper(128, FaceOptions())
+    sharp = cropper.prepare(photo_from_array(big))
+    smoothed = cropper.crop_faces(photo_from_array(cv2.bilateralFilter(big, 9, 40, 9)), sharp.faces)
+    (damage,) = smoothed.damages
+    assert sharp.strengths == [0.0] and sharp.damages[0].noise > SMOOTHNESS_RAMP[0]
+    assert fine_band_damage(damage) == 0.0  # detail, native detail, noise and blocks all read clean
+    assert damage.noise < SMOOTHNESS_RAMP[0] - 0.1
+    assert smoothed.strengths[0] > 0.2 and smoothed.drop_fine == [0.0]
+
+
+def test_the_damage_and_strength_do_not_depend_on_the_models_face_size(big_astronaut):
+    """The damage is measured on a crop cut at the analysis size itself, so a 512-px model (`classical`) gives a
+    face the same strength as a 128-px one (cut at 512 and shrunk, the crop read smoother: σ 2.5 against 3.4)."""
+    for options in (FaceOptions(), FaceOptions(aligned=True)):
+        photo = big_astronaut if not options.aligned else Photo(big_astronaut.rgb[40:520, 240:720])
+        small, large = (FaceCropper(size, options).prepare(photo) for size in (128, 512))
+        assert large.crops[0].shape[0] == 512
+        assert large.damages == small.damages and large.strengths == small.strengths
 
 
 def test_parse_strength():
@@ -351,3 +384,24 @@ def test_alpha_and_tiny_faces(astronaut):
     restored = pipeline.finish(job)
     assert restored.rgb.shape == (61, 61, 3) and job.strengths == [1.0]  # no detail to keep: fully restored
     assert np.isfinite(restored.rgb).all() and restored.rgb.mean() > tiny.rgb.mean()
+
+
+def test_degraded_testset_keeps_grey_faces_grey(tmp_path, astronaut_face, monkeypatch):
+    """`benchmark-noharm --degraded`: facemend-test-style aligned faces are measured against their ground truth at
+    full and automatic strength, and grey versions of the LQ faces, restored by a model that tints, come back
+    with |R−G|, |G−B| ≤ 2 levels (the issue's grey target) while the colour faces do get the tint."""
+    rng = np.random.default_rng(0)
+    for folder in ("hq", "lq"):
+        (tmp_path / folder).mkdir()
+    for index in range(3):
+        face = np.roll(astronaut_face, 2 * index, axis=1)
+        noisy = np.clip(face + rng.normal(0, 6, face.shape), 0, 255).astype(np.uint8)
+        write_image(tmp_path / "hq" / f"{index}.png", photo_from_array(face))
+        write_image(tmp_path / "lq" / f"{index}.png", photo_from_array(noisy))
+    tint = ShiftRestorer((0.06, 0.0, -0.06))
+    monkeypatch.setattr(noharm, "resolve_model", lambda spec: (tint, {}))
+    result = noharm.measure_testset("tint", tmp_path, None, MetricSuite(("psnr_y",)), batch_size=2)
+    assert result["after"]["faces"] == 3 and result["after"]["strength"] == 1.0  # 128-px faces: full strength
+    assert result["after"]["grey_levels"] <= 2
+    assert result["before"]["psnr_y"] == pytest.approx(result["after"]["psnr_y"], abs=1e-6)
+    assert result["input"]["psnr_y"] != pytest.approx(result["after"]["psnr_y"], abs=0.1)

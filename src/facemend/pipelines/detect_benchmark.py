@@ -185,18 +185,11 @@ def measure(samples: Sequence[Sample], detectors: Sequence[str]) -> dict[str, Ta
     return tallies
 
 
-def run_detection_benchmark(
-    data: Path,
-    annotations: Path,
-    testset: Path | None,
-    detectors: Sequence[str],
-    widths: Sequence[int],
-    faces_per_width: int,
-    seed: int,
-    report=print,
-) -> dict[str, dict[str, dict]]:
-    """Set name → detector → tally (as a dict). `data` is the shared data folder; `testset` a facemend-test
-    folder (its `heavy/lq` and `medium/lq` faces make the generated scenes), or None to skip them."""
+def benchmark_sets(
+    data: Path, annotations: Path, testset: Path | None, widths: Sequence[int], faces_per_width: int, seed: int
+) -> dict[str, list[Sample]]:
+    """Set name → its samples. `data` is the shared data folder; `testset` a facemend-test folder (its
+    `heavy/lq` and `medium/lq` faces make the generated scenes), or None to skip them."""
     sets: dict[str, list[Sample]] = {
         "real-lq/whole": list(annotated_photos(data / "real-lq" / "whole", annotations)),
         "real-lq/old-photos": list(aligned_faces(data / "real-lq" / "old-photos")),
@@ -208,6 +201,21 @@ def run_detection_benchmark(
             raise FacemendError(f"{testset / preset / 'lq'}: no faces (make it with `facemend testset`)")
         for width in widths:
             sets[f"{preset} pasted, {width} px"] = list(synthetic_scenes(paths, width, seed))
+    return sets
+
+
+def run_detection_benchmark(
+    data: Path,
+    annotations: Path,
+    testset: Path | None,
+    detectors: Sequence[str],
+    widths: Sequence[int],
+    faces_per_width: int,
+    seed: int,
+    report=print,
+) -> dict[str, dict[str, dict]]:
+    """Set name → detector → tally (as a dict), on `benchmark_sets`."""
+    sets = benchmark_sets(data, annotations, testset, widths, faces_per_width, seed)
     results = {}
     for name, samples in sets.items():
         results[name] = {detector: asdict(tally) for detector, tally in measure(samples, detectors).items()}

@@ -114,7 +114,7 @@ def load_set(root: Path, photo_set: PhotoSet, limit: int | None) -> list[tuple[s
         if photo_set.scale != 1.0:
             rgb = cv2.resize(rgb, None, fx=photo_set.scale, fy=photo_set.scale, interpolation=cv2.INTER_AREA)
         if photo_set.grey:
-            rgb = np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+            rgb = grey_rgb(rgb)
         source = clean = Photo(np.clip(rgb, 0.0, 1.0))
         if photo_set.degraded:
             source = _degraded(clean, path.stem, photo_set.scale)
@@ -122,6 +122,11 @@ def load_set(root: Path, photo_set: PhotoSet, limit: int | None) -> list[tuple[s
             clean = read_image(root / photo_set.reference / path.name)
         photos.append((path.stem, source, clean))
     return photos
+
+
+def grey_rgb(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 float RGB turned grey: its luminance in all three channels (R = G = B)."""
+    return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
 
 
 def _degraded(photo: Photo, stem: str, scale: float) -> Photo:
@@ -250,29 +255,41 @@ def measure_testset(
     spec: str, folder: Path, limit: int | None, suite: MetricSuite, batch_size: int
 ) -> dict[str, dict[str, float | None]]:
     """facemend-test aligned LQ faces: means of `DEGRADED_KEYS` for the LQ input, the model at full strength
-    (`before`) and at the automatic strength (`after`)."""
+    (`before`) and at the automatic strength (`after`); and, for `after`, the largest |R−G| or |G−B| of the
+    restored faces of grey versions of the same LQ faces (`grey_levels`)."""
     data = benchmark_data(folder, limit, warn=lambda message: print(message, file=sys.stderr))
     if data.hq is None:
         raise FacemendError(f"{folder}: no hq/ folder: the degraded sets need their ground truth")
     targets = [read_face(data.hq[stem]) for stem in data.stems]
     sources = [read_image(data.lq[stem]) for stem in data.stems]
-    outputs: dict[str, list[np.ndarray]] = {"input": [photo.to_uint8() for photo in sources]}
+    outputs: dict[str, list[Photo]] = {"input": sources}
     restorer, knobs = resolve_model(spec)
-    for way, strength in (("before", 1.0), ("after", None)):
-        pipeline = PhotoPipeline(restorer, knobs, FaceOptions(aligned=True, strength=strength), batch_size)
-        jobs = [pipeline.prepare(photo) for photo in sources]
-        restored = iter(pipeline.restore_crops([job.crops[0] for job in jobs]))
-        for job in jobs:
-            job.restored = [next(restored)]
-        outputs[way] = [pipeline.finish(job).to_uint8() for job in jobs]
-        if way == "after":
-            strengths = [job.strengths[0] for job in jobs]
+    pipelines = {
+        way: PhotoPipeline(restorer, knobs, FaceOptions(aligned=True, strength=strength), batch_size)
+        for way, strength in (("before", 1.0), ("after", None))
+    }
+    for way, pipeline in pipelines.items():
+        outputs[way], strengths = _restore_aligned(pipeline, sources)
     result = {}
     for way, faces in outputs.items():
-        pairs = (FacePair(stem, face, target) for stem, face, target in zip(data.stems, faces, targets, strict=True))
+        pairs = (
+            FacePair(stem, face.to_uint8(), target)
+            for stem, face, target in zip(data.stems, faces, targets, strict=True)
+        )
         result[way] = {"faces": float(len(faces)), **means(suite.measure(pairs))}
     result["after"]["strength"] = float(np.mean(strengths))
+    greys, _ = _restore_aligned(pipelines["after"], [photo.with_rgb(grey_rgb(photo.rgb)) for photo in sources])
+    result["after"]["grey_levels"] = max(grey_excess(photo) for photo in greys)
     return result
+
+
+def _restore_aligned(pipeline: PhotoPipeline, sources: Sequence[Photo]) -> tuple[list[Photo], list[float]]:
+    """Aligned faces restored in batches: the outputs and each face's strength."""
+    jobs = [pipeline.prepare(photo) for photo in sources]
+    restored = iter(pipeline.restore_crops([job.crops[0] for job in jobs]))
+    for job in jobs:
+        job.restored = [next(restored)]
+    return [pipeline.finish(job) for job in jobs], [job.strengths[0] for job in jobs]
 
 
 def gain_shares(result: dict[str, dict[str, float | None]], keys: Sequence[str]) -> dict[str, float | None]:
@@ -386,9 +403,9 @@ def noharm_markdown(result: dict) -> str:
     if result["testsets"]:
         lines += [
             "",
-            "| facemend-test set | model | way | PSNR-Y | IDD | FD-dlib | strength "
+            "| facemend-test set | model | way | PSNR-Y | IDD | FD-dlib | strength | grey max |R−G|,|G−B| "
             "| gain kept (PSNR-Y / IDD / FD-dlib) |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for folder, by_model in result["testsets"].items():
             for spec, rows in by_model.items():
@@ -398,6 +415,7 @@ def noharm_markdown(result: dict) -> str:
                     shares = " / ".join(_cell(kept[key]) for key in DEGRADED_KEYS) if way == "after" else ""
                     lines.append(
                         f"| {folder} | {spec} | {way} | {_cell(row.get('psnr_y'))} | {_cell(row.get('idd'), 3)} "
-                        f"| {_cell(row.get('fd_dlib'), 3)} | {_cell(row.get('strength'))} | {shares} |"
+                        f"| {_cell(row.get('fd_dlib'), 3)} | {_cell(row.get('strength'))} "
+                        f"| {_cell(row.get('grey_levels'), 0)} | {shares} |"
                     )
     return "\n".join(lines) + "\n"

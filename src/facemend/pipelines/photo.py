@@ -28,6 +28,7 @@ from facemend.faces.tone import is_single_tone, luminance_only
 from facemend.methods.base import Restorer
 from facemend.precision import resolve_precision
 from facemend.quality.damage import (
+    ANALYSIS_SIZE,
     JPEG_BLOCK,
     FaceDamage,
     auto_strength,
@@ -137,7 +138,8 @@ class FaceCropper:
             job = PhotoJob(photo, crops=[_resize(photo.rgb, (size, size))])
             side = native_view_size(native)
             native_crop = None if side is None else _resize(photo.rgb, (side, side))
-            self._assess(job, job.crops[0], native, photo.rgb, native_crop)
+            analysed = job.crops[0] if size == ANALYSIS_SIZE else _resize(photo.rgb, (ANALYSIS_SIZE, ANALYSIS_SIZE))
+            self._assess(job, analysed, native, photo.rgb, native_crop)
             return job
         return self.crop_faces(photo, self.detect(photo))
 
@@ -165,7 +167,10 @@ class FaceCropper:
             native = size / matrix_scale(matrix)
             side = native_view_size(native)
             native_crop = None if side is None else warp_to_crop(photo.rgb, matrix * (side / size), side)
-            self._assess(job, job.crops[-1], native, _face_region(photo.rgb, matrix, size), native_crop)
+            analysed = job.crops[-1]
+            if size != ANALYSIS_SIZE:  # cut at the analysis size itself, so the damage is the same for every model
+                analysed = warp_to_crop(photo.rgb, matrix * (ANALYSIS_SIZE / size), ANALYSIS_SIZE)
+            self._assess(job, analysed, native, _face_region(photo.rgb, matrix, size), native_crop)
         return job
 
     def _assess(
@@ -176,7 +181,8 @@ class FaceCropper:
         region: np.ndarray,
         native_crop: np.ndarray | None,
     ) -> None:
-        """Record the face's damage, the strength it gets and whether it is single-toned."""
+        """Record the face's damage, the strength it gets and whether it is single-toned, from its aligned crop at
+        the analysis size."""
         damage = measure_damage(crop, native_size, region, native_crop)
         job.damages.append(damage)
         strength = auto_strength(damage) if self.options.strength is None else self.options.strength

@@ -4,7 +4,8 @@ Measured on the crop's luminance, inside the template face box, at a fixed analy
 depend on the restorer's face size):
 
 - `noise`: σ of additive noise in grey levels (0–255), from the median response of Immerkær's Laplacian-difference
-  operator (robust to the face's edges, which touch few pixels);
+  operator (robust to the face's edges, which touch few pixels); at the analysis size a sharp face's skin texture
+  reads as a little noise too, so a large face with less of it than sharp faces have was smoothed (blur, JPEG);
 - `detail`: the share of the face's band-pass energy in its finest octave, net of the noise's share: blur,
   JPEG smoothing and up-sampling take the finest octave first;
 - `blockiness`: JPEG's 8×8 grid, as the excess of the luminance step across block borders over the step across
@@ -47,6 +48,11 @@ DETAIL_RAMP = (0.40, 0.30)
 # faces degraded with `mild` at 256 px (0.19).
 NATIVE_DETAIL_RAMP = (0.30, 0.20)
 NOISE_RAMP = (3.5, 6.0)
+# The same measurement read from below (docs/no-harm.md, "Too smooth"): at the analysis size a sharp face's skin,
+# hair and pores read as noise (95% of sharp FFHQ crops at 150, 300 and 600 px: σ ≥ 1.36), and blur and JPEG
+# smoothing take that texture away first. The clean end sits about 12% under the sharp faces (1.2), the damaged
+# end at the median of facemend-val's faces degraded with `mild` at 256 px (0.5).
+SMOOTHNESS_RAMP = (1.2, 0.5)
 BLOCKINESS_RAMP = (1.15, 1.4)
 RESOLUTION_RAMP = (1.5, 1.0)
 
@@ -166,5 +172,11 @@ def fine_band_damage(damage: FaceDamage) -> float:
 
 def auto_strength(damage: FaceDamage) -> float:
     """The restoration strength for a face: the worst of its damages, each on a ramp from clean (0) to damaged (1)
-    (those of `fine_band_damage`, and a face with no pixels to spare over the analysis size)."""
-    return max(fine_band_damage(damage), _ramp(damage.resolution, *RESOLUTION_RAMP))
+    (those of `fine_band_damage`, a face with no pixels to spare over the analysis size, and a face too smooth for
+    a sharp one). Smoothness raises the strength only: the face's fine band is still kept, so a sharp face that
+    reads smooth (retouched skin) keeps its eyelashes and hair."""
+    return max(
+        fine_band_damage(damage),
+        _ramp(damage.resolution, *RESOLUTION_RAMP),
+        _ramp(damage.noise, *SMOOTHNESS_RAMP),
+    )
