@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def add_set_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that choose the benchmark's sets (also used by scripts/retinaface_recall.py)."""
+    """The options that choose the benchmark's sets (also used by scripts/shipped_detectors_recall.py)."""
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
     parser.add_argument("--annotations", type=Path, default=REPO / "scripts" / "real_lq_whole_faces.json")
     parser.add_argument("--testset", type=Path, default=None, help="facemend-test folder (else no scenes)")
