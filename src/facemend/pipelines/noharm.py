@@ -16,7 +16,8 @@ inputs, the largest |R−G| or |G−B| of the output in levels of 255.
 
 Degraded sets, against the clean ground truth: `hq-ref/pairs`, FFHQ photos degraded at photo level (the `medium`
 preset at the face's size, so the LQ face is pasted back into its photo), and facemend-test's aligned LQ faces
-(`--degraded`), where the share of the model's gains over the LQ input that the defaults keep is reported.
+(`--degraded`), where the share of the model's gains over the LQ input that the defaults keep is reported, and
+whose grey versions must come back grey.
 """
 
 from __future__ import annotations
@@ -268,8 +269,8 @@ def measure_testset(
         way: PhotoPipeline(restorer, knobs, FaceOptions(aligned=True, strength=strength), batch_size)
         for way, strength in (("before", 1.0), ("after", None))
     }
-    for way, pipeline in pipelines.items():
-        outputs[way], strengths = _restore_aligned(pipeline, sources)
+    outputs["before"], _ = _restore_aligned(pipelines["before"], sources)
+    outputs["after"], strengths = _restore_aligned(pipelines["after"], sources)
     result = {}
     for way, faces in outputs.items():
         pairs = (
