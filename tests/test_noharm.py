@@ -265,9 +265,9 @@ def test_a_large_face_blurred_at_its_own_size_is_restored_and_one_only_enlarged_
 
 def test_a_large_face_smoothed_of_its_texture_gets_part_of_the_restoration_and_keeps_its_fine_band(astronaut):
     """Blur and JPEG take a face's skin texture first; at 128 px a sharp face's texture reads as a little noise
-    (95% of sharp FFHQ faces: σ ≥ 1.36). The same ~340-px face smoothed by an edge-preserving filter keeps
-    its edges, so its detail measurements still read clean, but it has too little texture for a sharp face: it
-    gets part of the restoration, and its finer-than-128-px band (edges, eyelashes) is kept."""
+    (95% of sharp FFHQ faces: σ ≥ 1.36). A ~340-px face (the astronaut at 2×) smoothed by an edge-preserving
+    filter keeps its edges, so its detail measurements still read clean, but it has too little texture for a sharp
+    face: it gets part of the restoration, and its finer-than-128-px band (edges, eyelashes) is kept."""
     big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
     cropper = FaceCropper(128, FaceOptions())
     sharp = cropper.prepare(photo_from_array(big))
@@ -389,7 +389,8 @@ def test_alpha_and_tiny_faces(astronaut):
 def test_degraded_testset_keeps_grey_faces_grey(tmp_path, astronaut_face, monkeypatch):
     """`benchmark-noharm --degraded`: facemend-test-style aligned faces are measured against their ground truth at
     full and automatic strength, and grey versions of the LQ faces, restored by a model that tints, come back
-    with |R−G|, |G−B| ≤ 2 levels (the issue's grey target) while the colour faces do get the tint."""
+    with |R−G|, |G−B| ≤ 2 levels (the issue's grey target), while the colour faces are changed (their PSNR-Y is
+    no longer the input's)."""
     rng = np.random.default_rng(0)
     for folder in ("hq", "lq"):
         (tmp_path / folder).mkdir()
