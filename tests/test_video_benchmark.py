@@ -19,6 +19,7 @@ from facemend.pipelines.video_benchmark import (
     FRAME_SIZE,
     GROUND_TRUTH,
     LQ_INPUT,
+    PASTED_TRUTH,
     degrade_clip,
     face_crops,
     face_masks,
@@ -137,7 +138,7 @@ def test_the_command_writes_the_table_and_json_of_a_tiny_run(tmp_path, hq_folder
     assert code == 0, err
     written = (out / "video_benchmark.md").read_text()
     assert written == table
-    for row in (GROUND_TRUTH, LQ_INPUT, "residual-unet", "residual-unet, temporal"):
+    for row in (GROUND_TRUTH, LQ_INPUT, PASTED_TRUTH, "residual-unet", "residual-unet, temporal"):
         assert f"| medium | {row} |" in written
     result = json.loads((out / "video_benchmark.json").read_text())
     assert result["clips"] == 2 and result["frames"] == 6 and result["presets"] == ["medium"]
@@ -148,9 +149,13 @@ def test_the_command_writes_the_table_and_json_of_a_tiny_run(tmp_path, hq_folder
     steady, by_frame = rows["residual-unet, temporal"], rows["residual-unet"]
     assert steady["warp_error"] < by_frame["warp_error"]  # the temporal blend flickers less
     assert abs(steady["psnr_y"] - by_frame["psnr_y"]) < 1.0
+    # a perfect restorer in the same path: far closer to the ground truth than the model, steadier than the input
+    floor = rows[PASTED_TRUTH]
+    assert floor["psnr_y"] > by_frame["psnr_y"] + 3 and floor["warp_error"] < rows[LQ_INPUT]["warp_error"] / 2
+    assert floor["face_frames"] == by_frame["face_frames"] and floor["s_per_frame"] is None
     assert rows[LQ_INPUT]["psnr_y"] < 60 and sorted(result["per_clip"]["medium"][LQ_INPUT]) == ["a", "b"]
     with Image.open(out / "sample_medium.png") as sheet:
-        assert sheet.size == (4 * FRAME_SIZE, 4 * FRAME_SIZE)
+        assert sheet.size == (4 * FRAME_SIZE, 5 * FRAME_SIZE)
 
 
 @pytest.mark.parametrize(

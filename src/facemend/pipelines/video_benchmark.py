@@ -7,7 +7,8 @@ rendered with `cv2.warpAffine`, the border mirrored). Every frame is then degrad
 `facemend.data.degradation`: the blur, down-sampling, noise level and JPEG quality are drawn once per clip (one
 camera), the noise and the JPEG encoding are fresh in every frame, as in real footage.
 
-Rows: the ground truth, the LQ input, and each model, restored frame by frame by the product's video loop
+Rows: the ground truth, the LQ input, the ground truth pasted (`PastedTruth`: a perfect restorer in the product's
+path), and each model, restored frame by frame by the product's video loop
 (`facemend.pipelines.video.restore_frames`: detection every few frames, optical flow, tracking, smoothing,
 paste-back) or, with `alignment="known"`, aligned by the known motion (no detector: the restorer's own
 flicker, without the tracker's). Each row is measured on the aligned face cut from its frames by the known
@@ -21,7 +22,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from facemend.data.degradation import Preset, degrade, get_preset, image_rng, re
 from facemend.data.io import Photo, photo_from_array, read_image, write_bytes_atomic, write_image
 from facemend.errors import FacemendError
 from facemend.faces import Face, FaceBox, template_points
-from facemend.faces.template import compose, resize_matrix, template_face_box, transform_points
+from facemend.faces.template import compose, resize_matrix, template_face_box, transform_points, warp_to_crop
 from facemend.faces.temporal import TemporalOptions, TrackFusion
 from facemend.methods.registry import resolve_model
 from facemend.metrics.pixel import PSNR_CAP
@@ -42,7 +44,7 @@ from facemend.metrics.report import format_value, heading
 from facemend.metrics.suite import FacePair, MetricSuite
 from facemend.metrics.temporal import clip_warping_error, descriptor_jitter
 from facemend.pipelines.evaluate import faces_in, spread
-from facemend.pipelines.photo import FaceOptions, PhotoPipeline
+from facemend.pipelines.photo import FaceOptions, PhotoJob, PhotoPipeline
 from facemend.pipelines.video import DEFAULT_TEMPORAL, VideoResult, finish_frames, restore_frames
 from facemend.precision import resolve_precision
 
@@ -58,6 +60,7 @@ ALIGNMENTS = ("detector", "known")
 TEMPORAL_MODES = ("both", "on", "off")  # rows per model: with and without the temporal blend, or one of them
 TEMPORAL_SUFFIX = ", temporal"  # the row of a model restored with the temporal blend
 GROUND_TRUTH = "ground-truth"
+PASTED_TRUTH = "ground-truth, pasted"  # a perfect restorer in the product's path: what the path alone leaves
 LQ_INPUT = "lq-input"
 FRAME_KEYS = ("psnr_y", "idd", "fd_dlib")
 COLUMNS = (*FRAME_KEYS, "warp_error", "id_jitter", "face_frames", "s_per_frame")
@@ -161,6 +164,33 @@ def known_face(crop_to_frame: np.ndarray) -> Face:
     (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
     points = transform_points(crop_to_frame, template_points(FACE_SIZE))
     return Face(FaceBox(left, top, right, bottom), None, points, track=0)  # one face per clip: one track
+
+
+class PastedTruth(PhotoPipeline):
+    """The video path of `like` (its detector, tracker, strength and paste-back) with a perfect restorer: each
+    face's restoration is the ground truth's frame cut by that face's own alignment. What this row keeps of the
+    flicker and of the distance to the ground truth comes from the path alone: the frames where no face is found,
+    the input's fine band kept, each crop's two resamplings. (A restorer whose faces are softer than the truth
+    can flicker less than this row: its resampling leaves less.)"""
+
+    def __init__(self, like: PhotoPipeline) -> None:
+        super().__init__(like.restorer, like.knobs, like.options, like.batch_size, like.precision)
+        self.truth: Iterator[np.ndarray] = iter(())
+        self.waiting: deque[np.ndarray] = deque()  # the true crops of the faces cut so far and not yet "restored"
+
+    def start(self, clip: Clip) -> None:
+        """Take the true faces from `clip`'s frames, in order, from now on."""
+        self.truth = (frame.astype(np.float32) / 255 for frame in clip.frames)
+        self.waiting.clear()
+
+    def crop_faces(self, photo: Photo, faces: Sequence[Face]) -> PhotoJob:
+        job = super().crop_faces(photo, faces)
+        truth = next(self.truth)
+        self.waiting.extend(warp_to_crop(truth, matrix, self.restorer.face_size) for matrix in job.matrices)
+        return job
+
+    def restore_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self.waiting.popleft() for _ in crops]
 
 
 def restore_clip(
@@ -294,7 +324,7 @@ def run_video_benchmark(
     options = FaceOptions(strength=strength)
     pipelines = {spec: PhotoPipeline(*resolve_model(spec), options, batch_size, precision) for spec in specs}
     modes = {"both": (None, DEFAULT_TEMPORAL), "on": (DEFAULT_TEMPORAL,), "off": (None,)}[temporal]
-    variants = [
+    variants = [(PASTED_TRUTH, PastedTruth(next(iter(pipelines.values()))), None)] + [
         (spec + ("" if mode is None else TEMPORAL_SUFFIX), pipeline, mode)
         for spec, pipeline in pipelines.items()
         for mode in modes
@@ -342,13 +372,15 @@ def run_video_benchmark(
         for spec, pipeline, mode in variants:
             restored, seconds, face_frames = {}, 0.0, 0
             for clip in tqdm(made, desc=f"{preset} {spec}", unit="clip", disable=not progress, dynamic_ncols=True):
+                if isinstance(pipeline, PastedTruth):
+                    pipeline.start(clip)
                 began = time.perf_counter()
                 restored[clip.stem], counts = restore_clip(pipeline, lq[clip.stem], clip, alignment, mode)
                 seconds += time.perf_counter() - began
                 face_frames += counts.frames - counts.frames_without_face
             rows[spec] = restored
             total = len(made) * frames
-            timing[spec] = (seconds / total, face_frames / total)
+            timing[spec] = (None if spec == PASTED_TRUTH else seconds / total, face_frames / total)
         for name, row in rows.items():
             if progress:
                 print(f"measuring {preset} {name}", file=sys.stderr)
