@@ -37,7 +37,7 @@ from facemend.pipelines.video_benchmark import (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--model", default="residual-unet", help="whose face size and options the path uses")
+    parser.add_argument("--model", default="residual-unet", help="the crops are cut at its face size")
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--preset", default="medium")
